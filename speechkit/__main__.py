@@ -1,0 +1,5 @@
+import sys
+
+from speechkit.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``speechkit`` console command."""
