@@ -121,15 +121,15 @@ class BCResNet(nn.Module):
     Layout with base width ``c = int(8 * width)`` and stage widths
     ``(c, int(1.5c), 2c, int(2.5c))``, as in the official code:
 
-    ========== ================================================================ ===============
+    ========== ================================================================= ==============
     head       Conv 5x5, stride (2 freq, 1 time), 1 -> 2c; BN; ReLU              2c x F/2 x T
     stage 1    2 BC-ResBlocks, width c, dilation 1                               c x F/2 x T
     stage 2    2 blocks, width 1.5c, freq stride 2 in the first, dilation 2      1.5c x F/4 x T
     stage 3    4 blocks, width 2c, freq stride 2 in the first, dilation 4        2c x F/8 x T
     stage 4    4 blocks, width 2.5c, dilation 8                                  2.5c x F/8 x T
-    classifier depthwise 5x5 (no freq pad); 1x1 -> 4c; BN; ReLU; mean over F, T;  num_classes
+    classifier depthwise 5x5 (no freq pad); 1x1 -> 4c; BN; ReLU; mean over F, T; num_classes
                1x1 conv with bias
-    ========== ================================================================ ===============
+    ========== ================================================================= ==============
 
     With the default 40 mel bins the frequency sizes are 20, 10, 5, 5 and the classifier's
     unpadded 5-bin conv collapses frequency to 1.
@@ -267,7 +267,7 @@ def features_to_map(feats: Tensor, in_bins: int, model: str) -> Tensor:
     return feats.transpose(1, 2).unsqueeze(1)
 
 
-def bcresnet(width: float, num_classes: int = 12, **kwargs) -> BCResNet:
+def bcresnet_preset(width: float, num_classes: int = 12, **kwargs) -> BCResNet:
     """Build BC-ResNet-``width``; the published widths are :data:`BCRESNET_WIDTHS`.
 
     Args:
@@ -276,7 +276,7 @@ def bcresnet(width: float, num_classes: int = 12, **kwargs) -> BCResNet:
         **kwargs: other :class:`BCResNet` arguments (``resnorm``, ``dropout_prob``, ...).
 
     Example:
-        >>> sum(p.numel() for p in bcresnet(8).parameters())
+        >>> sum(p.numel() for p in bcresnet_preset(8).parameters())
         321068
     """
     return BCResNet(num_classes=num_classes, width=width, **kwargs)

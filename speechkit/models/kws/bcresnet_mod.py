@@ -32,16 +32,16 @@ class BCResNetMod(nn.Module):
     Layout with base width ``c`` and stage widths ``(c, int(1.5c), 2c, int(2.5c))``;
     ``ResNorm`` at the input and after each stage when ``resnorm`` is on:
 
-    ========== ================================================== ==========================
-    head       Conv 5x5, stride 2 in freq and time, 1 -> 2c; BN; ReLU  2c x F/2 x T/2
-    stage 1    transition + 1 block, width c                      c x F/2 x T/2
-    pool       MaxPool 2x2                                        c x F/4 x T/4
-    stage 2    transition + 1 block, width 1.5c                   1.5c x F/4 x T/4
-    pool       MaxPool 2x2                                        1.5c x F/8 x T/8
-    stage 3    transition + 1 block, width 2c                     2c x F/8 x T/8
-    stage 4    transition + 2 blocks, width 2.5c                  2.5c x F/8 x T/8
-    classifier 1x1 conv with bias -> num_classes; mean over F, T  num_classes
-    ========== ================================================== ==========================
+    ========== ====================================================== ================
+    head       Conv 5x5, stride 2 in freq and time, 1 -> 2c; BN; ReLU 2c x F/2 x T/2
+    stage 1    transition + 1 block, width c                          c x F/2 x T/2
+    pool       MaxPool 2x2                                            c x F/4 x T/4
+    stage 2    transition + 1 block, width 1.5c                       1.5c x F/4 x T/4
+    pool       MaxPool 2x2                                            1.5c x F/8 x T/8
+    stage 3    transition + 1 block, width 2c                         2c x F/8 x T/8
+    stage 4    transition + 2 blocks, width 2.5c                      2.5c x F/8 x T/8
+    classifier 1x1 conv with bias -> num_classes; mean over F, T      num_classes
+    ========== ====================================================== ================
 
     Choices where the sources are silent (documented, not verified against the paper): the
     head is Conv + BN + ReLU as in BC-ResNet; all temporal dilations are 1 (the max pools
