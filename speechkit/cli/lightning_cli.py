@@ -81,7 +81,38 @@ def make_cli_class(links: tuple[tuple[str, str], ...]):
             for source, target in links:
                 parser.link_arguments(source, target, apply_on="instantiate")
 
+        def instantiate_trainer(self, **kwargs):
+            """Add the task's checkpoint callback unless the config brings its own."""
+            from lightning.pytorch.callbacks import ModelCheckpoint
+
+            config = self._get(self.config_init, "trainer", default={})
+            callbacks = list(config.get("callbacks") or [])
+            if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+                root = config.get("default_root_dir") or "."
+                callbacks.append(task_checkpoint_callback(self.model, root))
+                kwargs["callbacks"] = callbacks
+            return super().instantiate_trainer(**kwargs)
+
     return SpeechkitCLI
+
+
+def task_checkpoint_callback(task, root_dir: str | Path):
+    """Best checkpoint on the task's own metric, plus ``last.ckpt`` for ``--ckpt_path last``.
+
+    The folder is fixed (``<default_root_dir>/checkpoints``) rather than per logger version, so
+    a resumed run finds the ``last.ckpt`` of the run it continues.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(
+        dirpath=Path(root_dir) / "checkpoints",
+        filename="best-{epoch:03d}",
+        monitor=getattr(task, "monitor", "val/loss"),
+        mode=getattr(task, "monitor_mode", "min"),
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
 
 
 def run_lightning_cli(argv: list[str], run: bool = True):

@@ -34,7 +34,9 @@ _LAZY = {
     "knf_options_from_dict": "kaldi_options",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "MFCC", "Fbank", "LogMel", "SpecAugment", "fbank_options_dict", "knf_options_from_dict",
+]
 
 
 def __getattr__(name: str) -> Any:

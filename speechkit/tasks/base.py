@@ -11,9 +11,9 @@ Checkpoints made through ``speechkit fit`` carry the whole resolved config, so
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -81,6 +81,18 @@ class SpeechTask(L.LightningModule):
         super().__init__()
         self.optim = optim or OptimConfig()
 
+    def save_config(self, module_args: list[str]) -> None:
+        """Save the init args into checkpoints so :func:`speechkit.tasks.load_task` can rebuild.
+
+        Under ``speechkit fit`` LightningCLI hands over the whole resolved config (injected
+        modules included, as class_path/init_args), which is what we store. A task built
+        directly in Python cannot serialise its module arguments, so they are left out there.
+        """
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+        ignore = None if _given_hyperparameters.get() is not None else module_args
+        self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe().f_back)
+
     # -- to implement ---------------------------------------------------------------------
     def step(self, batch: dict, stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         """Compute the loss and stats for one batch in ``stage`` (train/val/test)."""
@@ -128,27 +140,6 @@ class SpeechTask(L.LightningModule):
             optimizer, lambda s: lr_factor(s, warmup_steps, total_steps, cfg.schedule, min_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_callbacks(self):
-        """Best checkpoint on the task's metric plus ``last.ckpt`` for ``--ckpt_path last``.
-
-        The folder is fixed (``<default_root_dir>/checkpoints``) rather than per logger version,
-        so a resumed run finds the ``last.ckpt`` of the run it continues.
-        """
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
-        dirpath = Path(self.trainer.default_root_dir) / "checkpoints"
-        return [
-            ModelCheckpoint(
-                dirpath=dirpath,
-                filename="best-{epoch:03d}",
-                monitor=self.monitor,
-                mode=self.monitor_mode,
-                save_top_k=1,
-                save_last=True,
-                auto_insert_metric_name=False,
-            )
-        ]
 
 
 def _batch_size(batch: dict) -> int:

@@ -49,7 +49,7 @@ class ClassificationTask(SpeechTask):
         optim: OptimConfig | None = None,
     ) -> None:
         super().__init__(optim)
-        self.save_hyperparameters(ignore=["model", "frontend", "loss", "specaugment"])
+        self.save_config(["model", "frontend", "loss", "specaugment"])
         self.model = model
         self.frontend = frontend
         self.loss_fn = loss if loss is not None else CrossEntropyLoss()

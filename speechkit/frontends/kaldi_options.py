@@ -1,0 +1,108 @@
+"""Kaldi fbank options as plain JSON, and their kaldi-native-fbank counterpart.
+
+The streaming ASR ONNX artifact stores the feature settings as JSON in its metadata
+(``feature``); a phone app or :mod:`speechkit.runtime` builds ``knf.FbankOptions`` from it and
+computes features with ``knf.OnlineFbank``. The dict layout is the one of
+``knf.FbankOptions.as_dict()`` (nested ``frame_opts`` / ``mel_opts``), so the names are the
+kaldi-native-fbank (and Kaldi) option names.
+
+This module imports neither torch nor numpy: the runtime imports it without torch, and
+``kaldi_native_fbank`` is imported only inside :func:`knf_options_from_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Kaldi's window names (feature-window.cc); kaldi-native-fbank accepts the same strings.
+KALDI_WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "sine", "blackman")
+
+
+def fbank_options_dict(
+    sample_rate: int = 16000,
+    num_mel_bins: int = 80,
+    frame_length_ms: float = 25.0,
+    frame_shift_ms: float = 10.0,
+    preemph_coeff: float = 0.97,
+    remove_dc_offset: bool = True,
+    window_type: str = "povey",
+    snip_edges: bool = True,
+    dither: float = 0.0,
+    low_freq: float = 20.0,
+    high_freq: float = 0.0,
+    energy_floor: float = 0.0,
+    round_to_power_of_two: bool = True,
+    blackman_coeff: float = 0.42,
+) -> dict[str, Any]:
+    """Kaldi fbank options as a JSON-serialisable dict in ``knf.FbankOptions.as_dict()`` layout.
+
+    Args: the Kaldi options of the same names (``sample_rate`` is ``frame_opts.samp_freq`` in
+    Hz, ``num_mel_bins`` is ``mel_opts.num_bins``; ``low_freq``/``high_freq`` in Hz, a
+    ``high_freq`` <= 0 is an offset from the Nyquist frequency).
+
+    Returns:
+        ``{"frame_opts": {...}, "mel_opts": {...}, "use_energy": False, "energy_floor": ...,
+        "use_log_fbank": True, "use_power": True}``: log mel energies of the power spectrum,
+        no energy coefficient, as :class:`speechkit.frontends.Fbank` computes them.
+    """
+    return {
+        "frame_opts": {
+            "samp_freq": float(sample_rate),
+            "frame_length_ms": float(frame_length_ms),
+            "frame_shift_ms": float(frame_shift_ms),
+            "dither": float(dither),
+            "preemph_coeff": float(preemph_coeff),
+            "remove_dc_offset": bool(remove_dc_offset),
+            "window_type": str(window_type),
+            "round_to_power_of_two": bool(round_to_power_of_two),
+            "blackman_coeff": float(blackman_coeff),
+            "snip_edges": bool(snip_edges),
+        },
+        "mel_opts": {
+            "num_bins": int(num_mel_bins),
+            "low_freq": float(low_freq),
+            "high_freq": float(high_freq),
+        },
+        "use_energy": False,
+        "energy_floor": float(energy_floor),
+        "use_log_fbank": True,
+        "use_power": True,
+    }
+
+
+def knf_options_from_dict(options: dict[str, Any]) -> Any:
+    """Build ``kaldi_native_fbank.FbankOptions`` from a dict made by :func:`fbank_options_dict`.
+
+    Every key present is set on the options object (nested dicts on ``frame_opts`` /
+    ``mel_opts``); absent keys keep kaldi-native-fbank's defaults. Setting attributes one by one,
+    rather than ``FbankOptions.from_dict``, works with partial dicts and older releases.
+
+    Args:
+        options: e.g. ``json.loads(metadata["feature"])``.
+
+    Returns:
+        A ``knf.FbankOptions`` ready for ``knf.OnlineFbank(opts)``.
+
+    Raises:
+        ValueError: a key that ``knf.FbankOptions`` does not have (a typo or a newer layout),
+            named in the message.
+    """
+    import kaldi_native_fbank as knf  # lazy: the runtime may not need it at import time
+
+    opts = knf.FbankOptions()
+    for key, value in options.items():
+        if key in ("frame_opts", "mel_opts"):
+            if not isinstance(value, dict):
+                raise ValueError(f"fbank option {key!r} must be a dict, got {value!r}")
+            sub = getattr(opts, key)
+            for sub_key, sub_value in value.items():
+                _set_option(sub, f"{key}.{sub_key}", sub_key, sub_value)
+        else:
+            _set_option(opts, key, key, value)
+    return opts
+
+
+def _set_option(target: Any, full_name: str, name: str, value: Any) -> None:
+    if name.startswith("_") or callable(getattr(target, name, None)) or not hasattr(target, name):
+        raise ValueError(f"unknown kaldi-native-fbank option {full_name!r}")
+    setattr(target, name, value)

@@ -1,0 +1,12 @@
+"""Objectives, kept apart from the networks (ARCHITECTURE contract 3).
+
+Every loss is an ``nn.Module`` called as ``loss(outputs, batch) -> (loss, stats)``.
+
+* :class:`CrossEntropyLoss` (:mod:`.classification`): classifiers (KWS).
+* :class:`CTCLoss` (:mod:`.ctc`): CTC for ASR.
+"""
+
+from speechkit.losses.classification import CrossEntropyLoss
+from speechkit.losses.ctc import CTCLoss
+
+__all__ = ["CrossEntropyLoss", "CTCLoss"]
