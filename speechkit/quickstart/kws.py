@@ -28,9 +28,10 @@ DEFAULT_KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "st
 class QuickstartOptions:
     keywords: tuple[str, ...] = DEFAULT_KEYWORDS
     out: Path | None = None
-    speakers: int = 48
+    speakers: int = 160
     clips_per_word: int = 2
-    epochs: int = 20
+    unknown_ratio: float = 2.0
+    epochs: int = 15
     seed: int = 0
     stream_keywords: int = 40
     timings: dict = field(default_factory=dict)
@@ -68,17 +69,20 @@ def run(opts: QuickstartOptions) -> dict:
 
 def _data(opts: QuickstartOptions, run_dir: Path) -> tuple[Path, Path]:
     from speechkit.data.corpora.speech_commands import prepare_speech_commands
-    from speechkit.data.synth.speech_commands import synth_speech_commands
+    from speechkit.data.synth.speech_commands import keyword_folder, synth_speech_commands
 
     corpus, manifests = run_dir / "corpus", run_dir / "manifests"
     with _timed(opts, "synth"):
         _say(f"synthesizing {opts.speakers} espeak-ng speakers x {len(opts.keywords)} keywords + unknown words ...")
         synth_speech_commands(
             corpus, words=list(opts.keywords), num_speakers=opts.speakers,
-            clips_per_word=opts.clips_per_word, seed=opts.seed,
+            clips_per_word=opts.clips_per_word, seed=opts.seed, jobs=2, progress=True,
         )
     with _timed(opts, "prepare"):
-        summary = prepare_speech_commands(corpus, manifests, keywords=list(opts.keywords), seed=opts.seed)
+        summary = prepare_speech_commands(
+            corpus, manifests, keywords=[keyword_folder(k) for k in opts.keywords], seed=opts.seed,
+            unknown_ratio=opts.unknown_ratio,
+        )
         _say(summary)
     return corpus, manifests
 

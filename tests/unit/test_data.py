@@ -19,37 +19,11 @@ from speechkit.data.corpora.speech_commands import KEYWORDS_12, V2_WORDS
 from speechkit.data.datamodules import ClassificationDataModule, KWSDataModule, fit_length
 from speechkit.data.manifests import cuts_path, read_labels
 from speechkit.errors import AudioError, CorpusError
+from fakes import SCENES, SPEAKERS, SR, tone, make_speech_commands, make_tau2020
 
-SR = 16000
-SPEAKERS = ("aaaa1111", "bbbb2222", "cccc3333")  # speaker 0 -> train, 1 -> valid, 2 -> test
 
 
 # ---------------------------------------------------------------------------- tiny corpora
-
-
-def _tone(freq_hz: float, seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    noise = np.random.default_rng(seed).normal(0, 0.01, len(t))
-    return (0.3 * np.sin(2 * np.pi * freq_hz * t) + noise).astype(np.float32)
-
-
-def make_speech_commands(root: Path, words=V2_WORDS, seconds: float = 0.25) -> Path:
-    """A Speech Commands tree: 3 speakers per word (train/valid/test), 2 noise files, lists."""
-    valid, test = [], []
-    for w, word in enumerate(words):
-        (root / word).mkdir(parents=True)
-        for s, speaker in enumerate(SPEAKERS):
-            name = f"{word}/{speaker}_nohash_0.wav"
-            sf.write(root / name, _tone(200 + 40 * w, seconds, seed=w * 10 + s), SR, subtype="PCM_16")
-            (valid if s == 1 else test if s == 2 else []).append(name)
-    noise_dir = root / "_background_noise_"
-    noise_dir.mkdir()
-    rng = np.random.default_rng(1)
-    sf.write(noise_dir / "white_noise.wav", rng.uniform(-0.5, 0.5, 3 * SR).astype(np.float32), SR)
-    sf.write(noise_dir / "running_tap.wav", _tone(1000, 2.0, seed=5), SR)
-    (root / "validation_list.txt").write_text("\n".join(valid) + "\n")
-    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +106,7 @@ def test_speech_commands_official_test_dir(sc_tree, tmp_path):
     for folder, name in (("yes", "dddd4444_nohash_0.wav"), ("_unknown_", "bed_eeee5555_nohash_1.wav"),
                          ("_silence_", "silence_0.wav")):
         (test_dir / folder).mkdir(parents=True)
-        sf.write(test_dir / folder / name, _tone(300, 1.0), SR)
+        sf.write(test_dir / folder / name, tone(300, 1.0), SR)
     prepare_speech_commands(sc_tree, tmp_path / "out", test_dir=test_dir, num_jobs=1)
     cuts = {c.id: c.supervisions[0] for c in CutSet.from_file(cuts_path(tmp_path / "out", "test"))}
     assert {k: (s.text, s.custom["label"], s.speaker) for k, s in cuts.items()} == {
@@ -300,7 +274,7 @@ def test_shift_moves_content_with_zero_fill():
 
 def test_mix_at_snr_hits_requested_snr():
     rng = np.random.default_rng(0)
-    clean = _tone(440, 1.0)
+    clean = tone(440, 1.0)
     noise = rng.normal(0, 0.2, SR).astype(np.float32)
     for snr in (-5.0, 0.0, 10.0, 20.0):
         mixed = aug.mix_at_snr(clean, noise, snr)
@@ -327,7 +301,7 @@ def test_noise_gain_recipe_and_clamp():
 
 
 def test_speed_and_volume_perturbation():
-    x = _tone(440, 1.0)
+    x = tone(440, 1.0)
     assert len(aug.speed_perturb(x, 1.1, SR)) == pytest.approx(SR / 1.1, abs=2)
     assert len(aug.speed_perturb(x, 0.9, SR)) == pytest.approx(SR / 0.9, abs=2)
     np.testing.assert_allclose(aug.volume_perturb(x, 6.0206), 2 * x, rtol=1e-4)
@@ -348,7 +322,7 @@ def make_librispeech(root: Path) -> Path:
         trans = []
         for k, text in enumerate(lines):
             utt = f"{chapter_id}-{k:04d}"
-            sf.write(folder / f"{utt}.flac", _tone(300 + 100 * k, 0.3, seed=k), SR, format="FLAC")
+            sf.write(folder / f"{utt}.flac", tone(300 + 100 * k, 0.3, seed=k), SR, format="FLAC")
             trans.append(f"{utt} {text}")
         (folder / f"{chapter_id}.trans.txt").write_text("\n".join(trans) + "\n")
     return root
@@ -377,29 +351,6 @@ def test_librispeech_bad_layout(tmp_path):
 
 
 # ---------------------------------------------------------------------------- TAU 2020 Mobile
-
-SCENES = ("airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-          "street_pedestrian", "street_traffic", "tram")  # fmt: skip
-
-
-def make_tau2020(root: Path, sr: int = 44100, seconds: float = 0.05) -> Path:
-    """The TAU 2020 Mobile development layout: per scene 2 train clips (a, s1), 1 evaluate (b)."""
-    (root / "audio").mkdir(parents=True)
-    (root / "evaluation_setup").mkdir()
-    meta, train, evaluate = [], [], []
-    for k, scene in enumerate(SCENES):
-        for seg, (device, fold) in enumerate((("a", train), ("s1", train), ("b", evaluate))):
-            name = f"audio/{scene}-lyon-{k}-{seg}-{device}.wav"
-            sf.write(root / name, _tone(100 + 50 * k, seconds, sr, seed=seg), sr, subtype="PCM_24")
-            meta.append(f"{name}\t{scene}\tlyon-{k}\t{device}")
-            fold.append(f"{name}\t{scene}")
-    (root / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n" + "\n".join(meta) + "\n")
-    setup = root / "evaluation_setup"
-    (setup / "fold1_train.csv").write_text("filename\tscene_label\n" + "\n".join(train) + "\n")
-    (setup / "fold1_evaluate.csv").write_text("filename\tscene_label\n" + "\n".join(evaluate) + "\n")
-    (setup / "fold1_test.csv").write_text("filename\n" + "\n".join(e.split("\t")[0] for e in evaluate) + "\n")
-    return root
-
 
 def test_tau2020_prepare_and_datamodule(tmp_path):
     root = make_tau2020(tmp_path / "TAU-urban-acoustic-scenes-2020-mobile-development")

@@ -1,0 +1,61 @@
+"""Tiny corpora in the real layouts, generated with numpy tones (no espeak), for data tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from speechkit.data.corpora.speech_commands import V2_WORDS
+
+SR = 16000
+SPEAKERS = ("aaaa1111", "bbbb2222", "cccc3333")  # speaker 0 -> train, 1 -> valid, 2 -> test
+
+
+def tone(freq_hz: float, seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    noise = np.random.default_rng(seed).normal(0, 0.01, len(t))
+    return (0.3 * np.sin(2 * np.pi * freq_hz * t) + noise).astype(np.float32)
+
+
+def make_speech_commands(root: Path, words=V2_WORDS, seconds: float = 0.25) -> Path:
+    """A Speech Commands tree: 3 speakers per word (train/valid/test), 2 noise files, lists."""
+    valid, test = [], []
+    for w, word in enumerate(words):
+        (root / word).mkdir(parents=True)
+        for s, speaker in enumerate(SPEAKERS):
+            name = f"{word}/{speaker}_nohash_0.wav"
+            sf.write(root / name, tone(200 + 40 * w, seconds, seed=w * 10 + s), SR, subtype="PCM_16")
+            (valid if s == 1 else test if s == 2 else []).append(name)
+    noise_dir = root / "_background_noise_"
+    noise_dir.mkdir()
+    rng = np.random.default_rng(1)
+    sf.write(noise_dir / "white_noise.wav", rng.uniform(-0.5, 0.5, 3 * SR).astype(np.float32), SR)
+    sf.write(noise_dir / "running_tap.wav", tone(1000, 2.0, seed=5), SR)
+    (root / "validation_list.txt").write_text("\n".join(valid) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
+    return root
+
+
+SCENES = ("airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
+          "street_pedestrian", "street_traffic", "tram")  # fmt: skip
+
+
+def make_tau2020(root: Path, sr: int = 44100, seconds: float = 0.05) -> Path:
+    """The TAU 2020 Mobile development layout: per scene 2 train clips (a, s1), 1 evaluate (b)."""
+    (root / "audio").mkdir(parents=True)
+    (root / "evaluation_setup").mkdir()
+    meta, train, evaluate = [], [], []
+    for k, scene in enumerate(SCENES):
+        for seg, (device, fold) in enumerate((("a", train), ("s1", train), ("b", evaluate))):
+            name = f"audio/{scene}-lyon-{k}-{seg}-{device}.wav"
+            sf.write(root / name, tone(100 + 50 * k, seconds, sr, seed=seg), sr, subtype="PCM_24")
+            meta.append(f"{name}\t{scene}\tlyon-{k}\t{device}")
+            fold.append(f"{name}\t{scene}")
+    (root / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n" + "\n".join(meta) + "\n")
+    setup = root / "evaluation_setup"
+    (setup / "fold1_train.csv").write_text("filename\tscene_label\n" + "\n".join(train) + "\n")
+    (setup / "fold1_evaluate.csv").write_text("filename\tscene_label\n" + "\n".join(evaluate) + "\n")
+    (setup / "fold1_test.csv").write_text("filename\n" + "\n".join(e.split("\t")[0] for e in evaluate) + "\n")
+    return root
