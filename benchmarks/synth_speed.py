@@ -1,0 +1,75 @@
+"""Speed of synthetic speech: the espeak-ng engine, single clips, and a whole corpus.
+
+    OMP_NUM_THREADS=1 python benchmarks/synth_speed.py [--speakers 20] [--jobs 1]
+
+Prints words/s and x real time for the engine alone, 1-s Speech Commands clips with noise and
+reverberation (no file I/O), and ``synth_speech_commands`` end to end (WAV files included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from speechkit.data.synth import effects
+from speechkit.data.synth.espeak import get_engine, synthesize
+from speechkit.data.synth.speech_commands import ALL_WORDS, render_clip, synth_speech_commands
+from speechkit.data.synth.text import load_sentences
+from speechkit.data.synth.voices import sample_speakers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--speakers", type=int, default=20, help="speakers of the corpus run")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes of the corpus run")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    engine = get_engine()
+    print(
+        f"engine start-up: {1000 * (time.perf_counter() - t0):.0f} ms "
+        f"(native {engine.native_rate} Hz, deterministic={engine.deterministic})"
+    )
+    voices = sample_speakers(50, seed=0)
+    words, sentences = list(ALL_WORDS), load_sentences()
+
+    def rate(label: str, n: int, fn) -> None:
+        t0 = time.perf_counter()
+        audio_s = sum(fn(i) for i in range(n))
+        wall = time.perf_counter() - t0
+        print(f"{label:<46} {n / wall:8.0f} /s {audio_s / wall:8.0f}x real time")
+
+    rate(
+        "engine, one word, 16 kHz",
+        500,
+        lambda i: synthesize(words[i % 35], voices[i % 50], 16000, seed=i).size / 16000,
+    )
+    rate(
+        "engine, one sentence, 16 kHz",
+        100,
+        lambda i: synthesize(sentences[i], voices[i % 50], 16000, seed=i).size / 16000,
+    )
+    rng = np.random.default_rng(0)
+    env = effects.Environment("babble", 15.0, 0.5, -6.0)
+    rate(
+        "1-s clip: word + offset + reverb + noise",
+        500,
+        lambda i: render_clip(words[i % 35], voices[i % 50], env, rng).size / 16000,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = synth_speech_commands(
+            Path(tmp) / "sc", num_speakers=args.speakers, background_seconds=0, jobs=args.jobs
+        )
+    print(
+        f"synth_speech_commands: {summary['num_clips']} clips (WAV) in {summary['seconds']:.1f} s"
+        f" = {summary['clips_per_second']:.0f} clips/s, jobs={args.jobs}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""espeak-ng speech synthesis through ctypes, deterministic and fast.
+
+The espeak-ng library and its voice data come from the ``espeakng-loader`` wheel
+(``get_library_path()``, ``get_data_path()``), so nothing is installed system-wide. One engine
+per process is initialised lazily in synchronous mode (``AUDIO_OUTPUT_SYNCHRONOUS``: synthesis
+runs in the calling thread and hands 22050 Hz int16 blocks to a callback); a lock serialises
+callers because espeak-ng keeps its state in globals.
+
+Determinism. espeak-ng output depends on more than the text and the voice:
+
+* a random generator adds breath noise and jitter: reseeded before every utterance with
+  ``espeak_ng_SetRandSeed``;
+* ``static`` variables carry state from one utterance to the next: pitch-flutter phases
+  (``Flutter_ix`` in wavegen.c, ``time_count`` in klatt.c), amplitude-modulation counters,
+  voice settings that a voice change does not always reset (``flutter_amp``, ...), and the
+  Klatt synthesizer's filter memories. They are not part of the API, so on Linux they are found
+  by name in the library's ELF symbol table and reset to their start-up values before every
+  utterance: each utterance starts as the first one of a fresh process would.
+
+With both, the same ``(text, voice, seed)`` gives the same samples whatever was synthesized
+before, so clips can be generated in any order and in any process. The exception is the
+"klatt 6" engine (speechPlayer, used by variants such as ``klatt6`` and ``Reed``), which keeps its
+state on the heap; :mod:`speechkit.data.synth.voices` leaves those variants out.
+:attr:`EspeakEngine.deterministic` reports whether a self-check at start-up confirmed
+reproducibility (False where the symbols cannot be found, e.g. a stripped library or another
+OS; outputs then vary slightly from run to run).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from speechkit.data.synth.voices import Voice
+from speechkit.errors import SpeechkitError
+
+# speak_lib.h constants
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000  # return an error instead of calling exit() (!) on bad data
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+_RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+_EE_OK = 0
+_BUFFER_MS = 200  # size of the blocks handed to the callback
+
+#: Static variables of wavegen.c and klatt.c that carry state from one utterance to the next
+#: (see module docstring), restored to their start-up values before each utterance so that
+#: every utterance starts as the first one of a fresh process would. Plain data only (no
+#: pointers to memory that may be freed). A name matches ``NAME`` or, for function-level statics,
+#: ``NAME.<digits>`` as GCC writes them.
+_WAVEGEN_FILE_STATICS = (
+    "flutter_amp", "general_amplitude", "consonant_amp", "option_harmonic1", "voicing",
+    "echo_buf", "echo_head", "echo_tail", "echo_amp", "echo_length", "rbreath", "peaks",
+    "peak_harmonic", "peak_height", "harm_inc", "hswitch", "hspect", "modulation_type",
+    "glottal_flag", "glottal_reduce", "wdata", "wavephase", "phaseinc", "cycle_samples",
+    "hf_factor", "amp_ix", "amp_inc", "cbytes",
+)  # fmt: skip
+_STATE_VARIABLES: dict[str, str] = {
+    # wavegen.c: pitch flutter phase and amplitude-modulation counters (function statics)
+    "Flutter_ix": r"Flutter_ix(\.\d+)?",
+    "cycle_count": r"cycle_count(\.\d+)?",
+    "amplitude2": r"amplitude2(\.\d+)?",
+    "agc": r"agc(\.\d+)?",
+    "h_switch_sign": r"h_switch_sign(\.\d+)?",
+    "maxh": r"maxh(\.\d+)?",
+    "maxh2": r"maxh2(\.\d+)?",
+    "wave_flag": r"wave_flag(\.\d+)?",
+    # wavegen.c: file statics that a voice change does not always reset
+    **{name: name for name in _WAVEGEN_FILE_STATICS},
+    # klatt.c: flutter phase, noise and source filter memories, synthesizer state
+    "time_count": r"time_count(\.\d+)?",
+    "nlast": r"nlast\.\d+",
+    "noise": r"noise\.\d+",
+    "voice": r"voice\.\d+",  # the parwave() local, not the global `voice` pointer
+    "vlast": r"vlast\.\d+",
+    "glotlast": r"glotlast\.\d+",
+    "sourc": r"sourc\.\d+",
+    "kt_globals": r"kt_globals",
+    "kt_frame": r"kt_frame",
+}
+_REQUIRED_STATE = ("Flutter_ix", "cycle_count", "time_count")
+
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+
+class EspeakEngine:
+    """The process-wide espeak-ng instance. Use :func:`get_engine`, not the constructor."""
+
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        self._lock = threading.RLock()
+        self._chunks: list[np.ndarray] = []
+        self.library_path = espeakng_loader.get_library_path()
+        self.data_path = espeakng_loader.get_data_path()
+        try:
+            lib = ctypes.CDLL(self.library_path)
+        except OSError as exc:
+            raise SpeechkitError(
+                f"{self.library_path}: cannot load the espeak-ng library ({exc}); "
+                "reinstall the espeakng-loader package"
+            ) from None
+        _declare(lib)
+        self._lib = lib
+        rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, self.data_path.encode(), _INITIALIZE_DONT_EXIT
+        )
+        if rate <= 0:
+            raise SpeechkitError(
+                f"{self.data_path}: espeak-ng failed to initialise with this voice data "
+                f"(status {rate}); reinstall the espeakng-loader package"
+            )
+        #: native output rate of espeak-ng (Hz), 22050
+        self.native_rate = int(rate)
+        self._callback = _CALLBACK_TYPE(self._on_audio)  # kept referenced: C holds the pointer
+        lib.espeak_SetSynthCallback(self._callback)
+        self._has_rand_seed = hasattr(lib, "espeak_ng_SetRandSeed")
+        self._state = _StaticState.locate(lib, self.library_path)
+        #: True if a start-up self-check found repeated synthesis bit-identical
+        self.deterministic = self._self_check()
+
+    # -- synthesis ------------------------------------------------------------------------
+    def synthesize_native(
+        self,
+        text: str,
+        voice_name: str,
+        rate_wpm: int = 175,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        volume: int = 100,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Synthesize ``text`` at the native rate.
+
+        Args:
+            text: UTF-8 text (plain, not SSML).
+            voice_name: espeak-ng voice, optionally with a variant (``"en-us+f3"``).
+            rate_wpm: words per minute, clipped to espeak-ng's 80-450.
+            pitch: base pitch 0-99. pitch_range: 0-99. volume: 0-200.
+            seed: seed of espeak-ng's random generator (breath noise, jitter).
+
+        Returns:
+            int16 array (T,) at :attr:`native_rate`; empty or a few ms of silence for text with
+            nothing to say.
+
+        Raises:
+            SpeechkitError: espeak-ng has no voice ``voice_name``.
+        """
+        encoded = text.encode("utf-8") + b"\0"
+        with self._lock:
+            # Back to the state of a fresh process first, then set voice and parameters, as a
+            # fresh process would.
+            self._state.restore()
+            status = self._lib.espeak_SetVoiceByName(voice_name.encode("utf-8"))
+            if status != _EE_OK:
+                raise SpeechkitError(
+                    f"espeak-ng has no voice {voice_name!r} (status {status}); expected an accent "
+                    "like 'en-us' optionally with a variant from espeak-ng-data/voices/!v, "
+                    "e.g. 'en-us+f3'"
+                )
+            lib = self._lib
+            lib.espeak_SetParameter(_RATE, int(np.clip(rate_wpm, 80, 450)), 0)
+            lib.espeak_SetParameter(_PITCH, int(np.clip(pitch, 0, 99)), 0)
+            lib.espeak_SetParameter(_RANGE, int(np.clip(pitch_range, 0, 99)), 0)
+            lib.espeak_SetParameter(_VOLUME, int(np.clip(volume, 0, 200)), 0)
+            if self._has_rand_seed:
+                lib.espeak_ng_SetRandSeed(ctypes.c_long(int(seed) & 0x7FFFFFFF))
+            self._chunks = []
+            status = lib.espeak_Synth(
+                encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+            )
+            lib.espeak_Synchronize()
+            chunks, self._chunks = self._chunks, []
+        if status != _EE_OK:
+            raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}")
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+
+    def _on_audio(self, wav, num_samples, events) -> int:
+        # Called by espeak-ng, inside espeak_Synth, with blocks of int16 samples.
+        if num_samples > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0  # 0: continue synthesis
+
+    def _self_check(self) -> bool:
+        """Synthesize a phrase, other voices, then the phrase again: are the two identical?"""
+        if not self._has_rand_seed:
+            return False
+        installed = _variants(self.data_path)
+        probe = "en-us+klatt2" if "klatt2" in installed else "en-us"
+        # Voices that leave different state behind: another Klatt source, no pitch flutter,
+        # echo and breath.
+        others = [f"en+{v}" for v in ("klatt4", "Alex", "f2", "whisper") if v in installed]
+        first = self.synthesize_native("one two", probe, seed=1)
+        for name in others or ["en"]:
+            self.synthesize_native("something else", name, rate_wpm=300, pitch=90, seed=2)
+        again = self.synthesize_native("one two", probe, seed=1)
+        return bool(first.size > 0 and np.array_equal(first, again))
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """ctypes signatures of the espeak-ng functions used (speak_lib.h, espeak_ng.h)."""
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetSynthCallback.argtypes = [_CALLBACK_TYPE]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+        ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+    ]  # fmt: skip
+    lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_Synchronize.argtypes = []
+    lib.espeak_Synchronize.restype = ctypes.c_int
+    if hasattr(lib, "espeak_ng_SetRandSeed"):
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed.restype = None
+
+
+def _variants(data_path: str) -> set[str]:
+    folder = Path(data_path) / "voices" / "!v"
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+class _StaticState:
+    """Snapshot and restore of espeak-ng's inter-utterance static variables (Linux, ELF64)."""
+
+    def __init__(self, regions: list[tuple[int, bytes]]) -> None:
+        self._regions = regions  # (address, start-up bytes)
+
+    @classmethod
+    def locate(cls, lib: ctypes.CDLL, library_path: str) -> _StaticState:
+        try:
+            symbols = _elf_symbols(Path(library_path))
+        except (OSError, ValueError, struct.error):
+            return cls([])  # not ELF64 (macOS, Windows) or unreadable: no reset
+        anchor = symbols.get("espeak_Synth")
+        if anchor is None:
+            return cls([])
+        base = ctypes.cast(lib.espeak_Synth, ctypes.c_void_p).value - anchor[0]
+        regions = []
+        for key, pattern in _STATE_VARIABLES.items():
+            matches = [v for name, v in symbols.items() if re.fullmatch(pattern, name)]
+            if len(matches) != 1 or matches[0][1] == 0:  # unambiguous, sized
+                if key in _REQUIRED_STATE:
+                    return cls([])
+                continue
+            value, size = matches[0]
+            regions.append((base + value, ctypes.string_at(base + value, size)))
+        return cls(regions)
+
+    def restore(self) -> None:
+        for address, data in self._regions:
+            ctypes.memmove(address, data, len(data))
+
+
+def _elf_symbols(path: Path) -> dict[str, tuple[int, int]]:
+    """Data-object and function symbols of an ELF64 little-endian file: name -> (value, size).
+
+    Reads ``.symtab`` (which holds file- and function-level statics) and ``.dynsym``. Names
+    defined more than once with different addresses are left out.
+    """
+    blob = path.read_bytes()
+    if blob[:4] != b"\x7fELF" or blob[4] != 2 or blob[5] != 1:
+        raise ValueError(f"{path}: not an ELF64 little-endian file")
+    (shoff,) = struct.unpack_from("<Q", blob, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", blob, 0x3A)
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", blob, shoff + i * shentsize) for i in range(shnum)
+    ]
+    symbols: dict[str, tuple[int, int]] = {}
+    ambiguous: set[str] = set()
+    for _, sh_type, _, _, offset, size, link, _, _, entsize in sections:
+        if sh_type not in (2, 11) or entsize != 24:  # SHT_SYMTAB, SHT_DYNSYM
+            continue
+        str_offset = sections[link][4]
+        for pos in range(offset, offset + size, 24):
+            name_off, info, _, shndx, value, sym_size = struct.unpack_from("<IBBHQQ", blob, pos)
+            if shndx == 0 or (info & 0xF) not in (1, 2):  # undefined; not OBJECT/FUNC
+                continue
+            end = blob.index(b"\0", str_offset + name_off)
+            name = blob[str_offset + name_off : end].decode("ascii", "replace")
+            if symbols.get(name, (value, sym_size)) != (value, sym_size):
+                ambiguous.add(name)  # e.g. two files each with a static `peaks`
+            symbols[name] = (value, sym_size)
+    return {name: v for name, v in symbols.items() if name not in ambiguous}
+
+
+_ENGINE: EspeakEngine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def get_engine() -> EspeakEngine:
+    """The process-wide espeak-ng engine, initialised on first use (thread-safe)."""
+    global _ENGINE
+    if _ENGINE is None:
+        with _ENGINE_LOCK:
+            if _ENGINE is None:
+                _ENGINE = EspeakEngine()
+    return _ENGINE
+
+
+def synthesize(text: str, voice: Voice, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Speak ``text`` with ``voice``.
+
+    Args:
+        text: what to say (plain text; numbers are read by espeak-ng's own rules).
+        voice: the speaker; its ``speed_factor`` resamples the native 22050 Hz output as if it
+            had been recorded at ``22050 * speed_factor`` Hz, shifting pitch, formants and tempo
+            together.
+        sample_rate: output rate (Hz).
+        seed: seed of espeak-ng's random generator (breath noise); same inputs, same samples.
+
+    Returns:
+        float32 array (T,) in [-1, 1] at ``sample_rate``; at most a few ms of silence if
+        there is nothing to say.
+    """
+    from speechkit.audio import resample
+
+    engine = get_engine()
+    native = engine.synthesize_native(
+        text, voice.espeak_name, voice.rate_wpm, voice.pitch, voice.pitch_range, voice.volume, seed
+    )
+    audio = native.astype(np.float32) / 32768.0
+    if audio.size == 0:
+        return audio
+    source_rate = round(engine.native_rate * voice.speed_factor)
+    return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0)

@@ -1,0 +1,197 @@
+"""Synthetic speakers: espeak-ng voice settings, sampled widely and deterministically.
+
+A :class:`Voice` is everything that makes one synthetic speaker sound like themself: the
+espeak-ng accent (``en-us``, ``en-gb-scotland``, ...), a voice variant (``m3``, ``f2``,
+``klatt4``, ``whisper``, ...), speaking rate, base pitch, pitch range, a speed factor that
+shifts pitch, formants and tempo together (a crude vocal-tract-length change), and volume.
+:func:`sample_speakers` draws many distinct ones for a seed; a speaker's ID is a hash of its
+settings, written as 8 hex characters like the real Google Speech Commands IDs (``0a7c2a8d``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: English accents of espeak-ng (names accepted by ``espeak_SetVoiceByName``).
+ENGLISH_ACCENTS: tuple[str, ...] = (
+    "en-us",  # General American
+    "en",  # British English (the espeak-ng default English)
+    "en-gb-x-rp",  # Received Pronunciation
+    "en-gb-scotland",
+    "en-029",  # Caribbean
+    "en-gb-x-gbclan",  # Lancaster
+    "en-gb-x-gbcwmd",  # West Midlands
+    "en-us-nyc",  # New York City
+)
+
+#: Voice variants (files in ``espeak-ng-data/voices/!v``) that sound like a person. The list is
+#: fixed here, not read from the folder, so that a seed picks the same speakers whatever
+#: espeak-ng release is installed (variants missing from the installed data are dropped).
+#: Left out on purpose: robot/echo effects (robosoft*, UniRobot, anikaRobot, announcer,
+#: RicishayMax*, Demonic), test voices (fast), a name with a space (``Mr serious``), and the
+#: variants on espeak-ng's "klatt 6" engine (speechPlayer: klatt6, Reed, adam, benjamin, caleb,
+#: david, edward2, mike2), whose output keeps changing from call to call (state kept on the heap),
+#: which would break byte-for-byte reproducible corpora.
+MALE_VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8",
+    "Alex", "Andy", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo", "Jacky", "Lee",
+    "Mario", "Michael", "Mike", "Nguyen", "Storm", "antonio", "boris", "croak", "ed", "edward",
+    "grandpa", "gustave", "ian", "iven2", "iven3", "iven4", "john", "kaukovalta", "marcelo",
+    "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert",
+    "sandro", "travis", "victor", "whisper",
+)  # fmt: skip
+FEMALE_VARIANTS: tuple[str, ...] = (
+    "f1", "f2", "f3", "f4", "f5",
+    "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "grandma", "linda", "shelby",
+    "steph", "steph2", "steph3", "whisperf", "zac",
+)  # fmt: skip
+#: Klatt-synthesizer variants: a different source model, so a different voice quality.
+KLATT_VARIANTS: tuple[str, ...] = ("klatt", "klatt2", "klatt3", "klatt4", "klatt5")
+
+
+@dataclasses.dataclass(frozen=True)
+class Voice:
+    """One synthetic speaker.
+
+    Attributes:
+        language: espeak-ng voice name of the accent, e.g. ``"en-us"``, ``"en-gb-scotland"``.
+        variant: voice variant, e.g. ``"f3"``, ``"klatt2"``; ``None`` for the accent's default.
+        rate_wpm: speaking rate (words per minute, espeak-ng accepts 80-450; default 175).
+        pitch: base pitch, 0-99 (espeak-ng default 50).
+        pitch_range: pitch range (intonation), 0-99 (default 50; 0 is monotone).
+        speed_factor: the synthesized audio is played back this much faster (>1 raises pitch
+            and formants and shortens the audio; <1 lowers and lengthens). 1.0: unchanged.
+        volume: espeak-ng amplitude, 0-200 (default 100).
+    """
+
+    language: str = "en-us"
+    variant: str | None = None
+    rate_wpm: int = 175
+    pitch: int = 50
+    pitch_range: int = 50
+    speed_factor: float = 1.0
+    volume: int = 100
+
+    @property
+    def espeak_name(self) -> str:
+        """The name given to ``espeak_SetVoiceByName``: ``language`` or ``language+variant``."""
+        return self.language if not self.variant else f"{self.language}+{self.variant}"
+
+    @property
+    def gender(self) -> str:
+        """``"F"`` for female variants, else ``"M"`` (LibriSpeech's SPEAKERS.TXT sex column)."""
+        return "F" if self.variant in FEMALE_VARIANTS else "M"
+
+    @property
+    def speaker_id(self) -> str:
+        """8 hex characters derived from the settings (same voice, same ID, on any machine)."""
+        key = "|".join(str(v) for v in dataclasses.astuple(self))
+        return hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+
+    def with_jitter(self, rng: np.random.Generator, amount: float = 1.0) -> Voice:
+        """The same speaker saying something again: small changes of rate and pitch.
+
+        Args:
+            rng: source of randomness (the caller seeds it per utterance).
+            amount: scale of the changes (1.0: rate +-8 %, pitch +-4, range +-6).
+        """
+        rate = self.rate_wpm * (1.0 + amount * rng.uniform(-0.08, 0.08))
+        return dataclasses.replace(
+            self,
+            rate_wpm=int(np.clip(round(rate), 80, 450)),
+            pitch=int(np.clip(self.pitch + round(amount * rng.uniform(-4, 4)), 0, 99)),
+            pitch_range=int(np.clip(self.pitch_range + round(amount * rng.uniform(-6, 6)), 0, 99)),
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def available_variants(data_path: str | os.PathLike | None = None) -> list[str]:
+    """Names of all voice variants in the installed espeak-ng data (``voices/!v``), sorted."""
+    if data_path is None:
+        import espeakng_loader
+
+        data_path = espeakng_loader.get_data_path()
+    folder = Path(data_path) / "voices" / "!v"
+    return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+def default_variants() -> list[str | None]:
+    """The curated variants that the installed espeak-ng has, plus ``None`` (no variant)."""
+    installed = set(available_variants())
+    curated = MALE_VARIANTS + FEMALE_VARIANTS + KLATT_VARIANTS
+    return [None] + [v for v in curated if v in installed]
+
+
+def sample_speakers(
+    n: int,
+    seed: int = 0,
+    accents: tuple[str, ...] | list[str] = ENGLISH_ACCENTS,
+    variants: list[str | None] | None = None,
+) -> list[Voice]:
+    """Draw ``n`` distinct, widely varied synthetic speakers; same ``seed``, same list.
+
+    Accents and variants are dealt out like cards from reshuffled decks, so any ``n`` consecutive
+    speakers cover as many accents and variants as possible; rate, pitch, pitch range and speed
+    factor are drawn per speaker.
+
+    Args:
+        n: number of speakers.
+        seed: random seed.
+        accents: espeak-ng accent names to use.
+        variants: variant names (``None`` = the accent's default voice); defaults to
+            :func:`default_variants`.
+
+    Returns:
+        ``n`` voices with distinct settings and distinct :attr:`Voice.speaker_id`.
+    """
+    if n < 0:
+        raise ValueError(f"number of speakers must be >= 0, got {n}")
+    if not accents:
+        raise ValueError("need at least one accent")
+    variants = default_variants() if variants is None else list(variants)
+    if not variants:
+        raise ValueError("need at least one voice variant")
+    rng = np.random.default_rng([seed, 0x5EED5])
+    accent_deck = _Deck(list(accents), rng)
+    variant_deck = _Deck(variants, rng)
+    voices: list[Voice] = []
+    seen_ids: set[str] = set()
+    while len(voices) < n:
+        voice = Voice(
+            language=accent_deck.draw(),
+            variant=variant_deck.draw(),
+            rate_wpm=int(rng.integers(130, 211)),
+            pitch=int(rng.integers(15, 86)),
+            pitch_range=int(rng.integers(20, 91)),
+            # log-uniform in [0.89, 1.12]: about +-2 semitones of pitch and formant shift
+            speed_factor=round(float(np.exp(rng.uniform(np.log(0.89), np.log(1.12)))), 3),
+            # 70 rather than espeak-ng's 100: a few loud voices (Klatt, Jacky, antonio) clip
+            # at 100; the corpus writers set the recording level afterwards anyway.
+            volume=70,
+        )
+        if voice.speaker_id in seen_ids:  # astronomically rare; keep IDs unique anyway
+            continue
+        seen_ids.add(voice.speaker_id)
+        voices.append(voice)
+    return voices
+
+
+class _Deck:
+    """Draw items without replacement; reshuffle when empty."""
+
+    def __init__(self, items: list, rng: np.random.Generator) -> None:
+        self._items = list(items)
+        self._rng = rng
+        self._order: list[int] = []
+
+    def draw(self):
+        if not self._order:
+            self._order = [int(i) for i in self._rng.permutation(len(self._items))]
+        return self._items[self._order.pop()]
