@@ -26,6 +26,11 @@ CLASSIFICATION_LINKS = (
 #: Extra link sets per task class, registered by other families (e.g. ASR: vocabulary size).
 TASK_LINKS: dict[str, tuple[tuple[str, str], ...]] = {
     "speechkit.tasks.classification.ClassificationTask": CLASSIFICATION_LINKS,
+    "speechkit.tasks.asr.AsrCtcTask": (
+        ("data.vocab_size", "model.init_args.vocab_size"),
+        ("data.tokenizer_path", "model.init_args.tokenizer_path"),
+        ("data.sample_rate", "model.init_args.sample_rate"),
+    ),
 }
 
 

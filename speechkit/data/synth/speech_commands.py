@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechkit.audio import save_audio
 from speechkit.data.synth import effects
 from speechkit.data.synth.espeak import get_engine, synthesize
 from speechkit.data.synth.voices import Voice, sample_speakers
@@ -496,21 +497,12 @@ def run_jobs(
 
 
 def write_audio_file(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write ``audio`` (T,) as 16-bit WAV or FLAC (from the suffix), encoded in memory first.
+    """Write a corpus file: 16-bit WAV or FLAC (from the suffix), not atomic by itself.
 
-    libsndfile writes a file in many small writes and seeks (the header is patched at the end);
-    on network and overlay filesystems that costs ~5 ms a file, 20 times the encoding. Corpus
-    files are written inside the staging folder of :func:`staged_output_dir`, so the corpus as a
-    whole is still atomic.
+    Corpus files are written inside the staging folder of :func:`staged_output_dir`, so the
+    corpus as a whole is still atomic.
     """
-    import io
-
-    import soundfile as sf
-
-    buffer = io.BytesIO()
-    fmt = {".wav": "WAV", ".flac": "FLAC"}[path.suffix.lower()]
-    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
-    path.write_bytes(buffer.getvalue())
+    save_audio(path, audio, sample_rate, atomic=False)
 
 
 def clip_rng(seed: int, *keys: int | str) -> np.random.Generator:
