@@ -282,12 +282,19 @@ class LogMel(nn.Module):
         """
         if audio.dim() != 2:
             raise ValueError(f"LogMel expects audio (batch, samples), got {tuple(audio.shape)}")
+        # Without lengths every item is full length: skip the masks, which would otherwise bake
+        # an index constant of the clip length into exported graphs.
+        padded = audio_lens is not None
         audio_lens = full_lengths(audio, audio_lens)
-        audio = mask_after(audio.to(self.mel_fb.dtype), audio_lens, 0.0)
+        audio = audio.to(self.mel_fb.dtype)
+        if padded:
+            audio = mask_after(audio, audio_lens, 0.0)
         spec = power_spectrogram(audio, self.window, self.hop_length, self.power, self.center)
         feats = torch.log(torch.matmul(spec, self.mel_fb) + self.log_floor)  # (B, T, n_mels)
         feat_lens = self._num_frames(audio_lens)
-        return mask_after(feats, feat_lens, math.log(self.log_floor)), feat_lens
+        if padded:
+            feats = mask_after(feats, feat_lens, math.log(self.log_floor))
+        return feats, feat_lens
 
 
 class MFCC(nn.Module):
