@@ -27,8 +27,6 @@ from speechkit.data.synth.text import (
     get_text_source,
     load_sentences,
     normalize_text,
-    number_to_words,
-    ordinal_to_words,
 )
 from speechkit.data.synth.voices import ENGLISH_ACCENTS, Voice, default_variants, sample_speakers
 from speechkit.errors import SpeechkitError
@@ -194,33 +192,7 @@ def test_speech_bounds_finds_the_loud_part():
     assert effects.speech_bounds(np.zeros(SR, np.float32), SR) == (0, 0)
 
 
-# -- text --------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("Set 2 timers, please!", "SET TWO TIMERS PLEASE"),
-        ("Wake me at 7:05 or 7:30.", "WAKE ME AT SEVEN OH FIVE OR SEVEN THIRTY"),
-        ("It's the 21st of May", "IT'S THE TWENTY FIRST OF MAY"),
-        ("1,250 people & 50% more", "ONE THOUSAND TWO HUNDRED FIFTY PEOPLE AND FIFTY PERCENT MORE"),
-        ("pi is 3.14", "PI IS THREE POINT ONE FOUR"),
-        ("The café's \u201cnaïve\u201d owner", "THE CAFE'S NAIVE OWNER"),
-        ("'quoted' words -- dashes", "QUOTED WORDS DASHES"),
-    ],
-)
-def test_normalize_text(raw, expected):
-    assert normalize_text(raw) == expected
-
-
-def test_number_words():
-    assert number_to_words(0) == "zero"
-    assert number_to_words(115) == "one hundred fifteen"
-    assert number_to_words(2024) == "two thousand twenty four"
-    assert number_to_words(3_000_040) == "three million forty"
-    assert [ordinal_to_words(n) for n in (1, 2, 12, 20, 33)] == [
-        "first", "second", "twelfth", "twentieth", "thirty third",
-    ]  # fmt: skip
-
-
+# -- text ----------------------------------------------------------------------------------------
 def test_grammar_syntax():
     grammar = CommandGrammar(
         "$dev = lights | (ceiling | floor) fan  # comment\n"

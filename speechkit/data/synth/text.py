@@ -1,8 +1,7 @@
 """Text for synthetic corpora: normalisation, a command grammar, and sentence sources.
 
-* :func:`normalize_text` writes text the way LibriSpeech transcripts are written: upper-case
-  letters, apostrophes and single spaces, numbers spelled out (``"Set 2 timers"`` ->
-  ``"SET TWO TIMERS"``).
+* Transcripts are written by :func:`speechkit.text.normalize_text`, the one normalisation
+  used everywhere (LibriSpeech style: upper-case letters, apostrophes, numbers as words).
 * :class:`CommandGrammar` expands a small template language (``speechkit/resources/
   commands_grammar.txt``) into many distinct spoken commands.
 * :func:`get_text_source` returns a sampler for ``sentences`` (the package's sentence list),
@@ -14,120 +13,19 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Iterator
 from importlib import resources
 
 import numpy as np
 
 from speechkit.errors import SpeechkitError
+from speechkit.text.normalize import integer_to_words, normalize_text
 
 TEXT_SOURCES: tuple[str, ...] = ("sentences", "commands", "general")
 
-# -- numbers as words -------------------------------------------------------------------------
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
-_ORDINAL_IRREGULAR = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-    "nine": "ninth", "twelve": "twelfth",
-}  # fmt: skip
-
-
 def number_to_words(n: int) -> str:
-    """Spell a non-negative integer in English: 2024 -> "two thousand twenty four"."""
-    if n < 0:
-        return "minus " + number_to_words(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
-    for value, name in _SCALES:
-        if n >= value:
-            high, rest = divmod(n, value)
-            words = number_to_words(high) + " " + name
-            return words if rest == 0 else words + " " + number_to_words(rest)
-    raise AssertionError("unreachable")
-
-
-def ordinal_to_words(n: int) -> str:
-    """Spell an ordinal: 21 -> "twenty first", 12 -> "twelfth"."""
-    words = number_to_words(n).split()
-    last = words[-1]
-    if last in _ORDINAL_IRREGULAR:
-        words[-1] = _ORDINAL_IRREGULAR[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
-
-
-def _time_to_words(hours: int, minutes: int) -> str:
-    if minutes == 0:
-        return number_to_words(hours) + " o'clock"
-    if minutes < 10:
-        return f"{number_to_words(hours)} oh {number_to_words(minutes)}"
-    return f"{number_to_words(hours)} {number_to_words(minutes)}"
-
-
-def _number_match_to_words(match: re.Match) -> str:
-    text = match.group(0)
-    integer, _, decimals = text.replace(",", "").partition(".")
-    words = number_to_words(int(integer))
-    if decimals:
-        words += " point " + " ".join(_ONES[int(d)] for d in decimals)
-    return f" {words} "
-
-
-def normalize_text(text: str) -> str:
-    """LibriSpeech-style transcript: ``A-Z``, apostrophe, single spaces; numbers as words.
-
-    Handles times (``7:30`` -> SEVEN THIRTY), ordinals (``21st``), decimals (``2.5``),
-    thousands separators, ``%`` and ``&``. Other punctuation and symbols are dropped.
-    """
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    # Accented letters to their base letter (cafe, naive), other non-ASCII dropped.
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = re.sub(
-        r"\b(\d{1,2}):(\d{2})\b",
-        lambda m: f" {_time_to_words(int(m.group(1)), int(m.group(2)))} ",
-        text,
-    )
-    text = re.sub(
-        r"\b(\d+)(st|nd|rd|th)\b",
-        lambda m: f" {ordinal_to_words(int(m.group(1)))} ",
-        text,
-        flags=re.IGNORECASE,
-    )
-    text = re.sub(r"\d{1,3}(,\d{3})+(\.\d+)?|\d+(\.\d+)?", _number_match_to_words, text)
-    text = text.replace("%", " percent ").replace("&", " and ")
-    text = re.sub(r"[^A-Za-z' ]+", " ", text)
-    # Apostrophes only inside words (don't, o'clock), not quotes around them.
-    text = re.sub(r"(?<![A-Za-z])'|'(?![A-Za-z])", " ", text)
-    return " ".join(text.upper().split())
+    """``115`` -> ``"one hundred fifteen"``: lower case, as espeak-ng should read it."""
+    return integer_to_words(n).lower()
 
 
 # -- command grammar ---------------------------------------------------------------------------
