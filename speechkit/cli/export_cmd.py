@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cuts for the int8 accuracy gate (default: cuts_test.jsonl.gz of the checkpoint's manifest_dir)")
     p.add_argument("--calibration-clips", type=int, default=300, help="training clips used for int8 calibration (default 300)")
     p.add_argument("--max-int8-drop", type=float, default=1.0,
-                   help="largest allowed int8 accuracy drop in percentage points (default 1.0)")
+                   help="largest allowed int8 accuracy drop (KWS) or WER rise (ASR) in percentage points (default 1.0)")
     p.add_argument("--atol", type=float, default=1e-4, help="parity tolerance on the logits (default 1e-4)")
     for add_arguments in _OPTION_ADDERS:
         add_arguments(p)
@@ -105,3 +105,22 @@ def export_kws_command(task, args: argparse.Namespace) -> int:
 
 
 register_exporter("kws", export_kws_command)
+
+
+def _add_asr_export_options(p: argparse.ArgumentParser) -> None:
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--streaming", action="store_true",
+                      help="ASR: streaming artifact (default): features + states per chunk")
+    mode.add_argument("--full-context", action="store_true", help="ASR: offline artifact (whole utterances)")
+    p.add_argument("--chunk-ms", type=int, default=320, help="ASR streaming chunk in ms, a multiple of 40 (default 320)")
+    p.add_argument("--left-chunks", type=int, default=None,
+                   help="ASR: chunks of left context kept in the cache (default: 2.56 s)")
+
+
+def _export_asr(task, args: argparse.Namespace) -> int:
+    from speechkit.export.asr_export import export_asr_command
+
+    return export_asr_command(task, args)
+
+
+register_exporter("asr-ctc", _export_asr, add_arguments=_add_asr_export_options)

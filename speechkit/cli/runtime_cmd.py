@@ -278,3 +278,21 @@ def _run_eval_stream(args: argparse.Namespace) -> int:
 
 
 register_demo_mode("kws", "keyword spotting with a KWS .onnx: one JSON line per detection", _add_kws_demo_arguments, run_kws_demo)
+
+
+def _add_asr_demo_arguments(p: argparse.ArgumentParser) -> None:
+    from speechkit.runtime.asr_demo import add_demo_asr_args
+
+    add_demo_asr_args(p)
+
+
+def _run_asr_demo(args: argparse.Namespace) -> int | None:
+    from speechkit.runtime.asr_demo import run_demo_asr
+
+    return run_demo_asr(args)
+
+
+register_demo_mode(
+    "asr", "streaming speech recognition with an ASR .onnx: one JSON line per final result",
+    _add_asr_demo_arguments, _run_asr_demo,
+)
