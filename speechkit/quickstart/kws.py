@@ -28,10 +28,10 @@ DEFAULT_KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "st
 class QuickstartOptions:
     keywords: tuple[str, ...] = DEFAULT_KEYWORDS
     out: Path | None = None
-    speakers: int = 160
+    speakers: int = 320
     clips_per_word: int = 2
     unknown_ratio: float = 2.0
-    epochs: int = 15
+    epochs: int = 18
     seed: int = 0
     stream_keywords: int = 40
     timings: dict = field(default_factory=dict)
@@ -76,6 +76,7 @@ def _data(opts: QuickstartOptions, run_dir: Path) -> tuple[Path, Path]:
         _say(f"synthesizing {opts.speakers} espeak-ng speakers x {len(opts.keywords)} keywords + unknown words ...")
         synth_speech_commands(
             corpus, words=list(opts.keywords), num_speakers=opts.speakers,
+            unknown_words=unknown_material(opts.keywords, opts.seed),
             clips_per_word=opts.clips_per_word, seed=opts.seed, jobs=2, progress=True,
         )
     with _timed(opts, "prepare"):
@@ -85,6 +86,28 @@ def _data(opts: QuickstartOptions, run_dir: Path) -> tuple[Path, Path]:
         )
         _say(summary)
     return corpus, manifests
+
+
+def unknown_material(keywords, seed: int, num_phrases: int = 30) -> list[str]:
+    """Non-keyword material: the other Speech Commands words plus short phrases cut from the
+    package's sentences (none containing a keyword), so ``_unknown_`` also covers running
+    speech, which is what a detector hears most of the time."""
+    import numpy as np
+
+    from speechkit.data.synth.speech_commands import ALL_WORDS
+    from speechkit.data.synth.stream import negative_sentences
+
+    words = [w for w in ALL_WORDS if w not in keywords]
+    rng = np.random.default_rng([seed, 0xF4A6])
+    sentences = negative_sentences(keywords)
+    phrases: set[str] = set()
+    while len(phrases) < num_phrases:
+        tokens = [t.strip(".,;:!?\"'").lower() for t in str(rng.choice(sentences)).split()]
+        tokens = [t for t in tokens if t.isalpha()]
+        if len(tokens) >= 2:
+            start = int(rng.integers(0, len(tokens) - 1))
+            phrases.add(" ".join(tokens[start : start + 2]))
+    return words + sorted(phrases)
 
 
 def _train(opts: QuickstartOptions, run_dir: Path, manifests: Path) -> tuple[Path, float, int]:

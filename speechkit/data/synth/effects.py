@@ -247,7 +247,7 @@ def sample_environment(rng: np.random.Generator, difficulty: str = "mixed") -> E
     settings = {
         # (P(noise), SNR range dB, P(reverb), RT60 range s, peak range dBFS)
         "clean": (0.3, (30.0, 50.0), 0.2, (0.1, 0.3), (-6.0, -1.0)),
-        "mixed": (0.8, (5.0, 40.0), 0.5, (0.15, 0.8), (-24.0, -1.0)),
+        "mixed": (0.8, (10.0, 40.0), 0.5, (0.15, 0.8), (-24.0, -1.0)),
         "other": (0.9, (0.0, 25.0), 0.7, (0.3, 1.0), (-24.0, -1.0)),
     }
     if difficulty not in settings:
