@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="run folder (default: a new runs/quickstart[-N])")
     p.add_argument("--speakers", type=int, default=None, help="number of synthetic speakers")
     p.add_argument("--epochs", type=int, default=None, help="training epochs")
+    p.add_argument("--stream-keywords", type=int, default=None, help="keyword occurrences in the test stream (default 40)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)
 
@@ -44,5 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         opts.speakers = args.speakers
     if args.epochs is not None:
         opts.epochs = args.epochs
+    if args.stream_keywords is not None:
+        opts.stream_keywords = args.stream_keywords
     kws.run(opts)
     return 0
