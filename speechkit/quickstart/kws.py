@@ -173,6 +173,7 @@ def _stream_eval(opts: QuickstartOptions, run_dir: Path, onnx_path: Path) -> dic
 
     from speechkit.audio import save_audio
     from speechkit.cli.main import main as cli_main
+    from speechkit.data.synth.speech_commands import keyword_folder
     from speechkit.data.synth.stream import synth_keyword_stream, synth_negative_stream, write_stream
     from speechkit.data.synth.voices import sample_speakers
     from speechkit.runtime.calibrate import calibrate
@@ -188,6 +189,8 @@ def _stream_eval(opts: QuickstartOptions, run_dir: Path, onnx_path: Path) -> dic
          + ", ".join(f"{k} {v:.2f}" for k, v in calib["thresholds"].items()))
     _say(f"synthesizing a stream with {opts.stream_keywords} keywords among sentences (held-out voices) ...")
     stream = synth_keyword_stream(opts.keywords, voices, num_keywords=opts.stream_keywords, seed=opts.seed + 2)
+    for event in stream.events:  # events name the model's labels ("hey computer" -> "hey_computer")
+        event["keyword"] = keyword_folder(event["keyword"])
     wav, events = run_dir / "stream.wav", run_dir / "stream_events.json"
     write_stream(stream, wav, events)
     scores = evaluate_stream(onnx_path, wav, events, det_png=run_dir / "det_curve.png")
