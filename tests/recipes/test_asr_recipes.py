@@ -1,0 +1,141 @@
+"""ASR recipes: every config instantiates with linked units; synth -> prepare -> tokenizer -> fit ->
+average -> transcribe / eval-asr end to end on a small folder in the real LibriSpeech layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechkit.cli.lightning_cli import run_lightning_cli
+from speechkit.cli.main import main
+from speechkit.text import Tokenizer, train_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+LIBRISPEECH = REPO / "recipes/librispeech/asr_conformer_ctc"
+ASR_CONFIGS = sorted([*LIBRISPEECH.glob("*.yaml"), *(REPO / "recipes/synthetic/asr").glob("*.yaml")])
+#: Variants are passed after their base; synthetic configs stand alone.
+BASES = {p: [LIBRISPEECH / "config.yaml"] if p.parent == LIBRISPEECH and p.name != "config.yaml" else [] for p in ASR_CONFIGS}
+TINY_ENCODER = [
+    "--model.init_args.encoder.init_args.dim", "32", "--model.init_args.encoder.init_args.num_layers", "2",
+    "--model.init_args.encoder.init_args.num_heads", "2", "--model.init_args.encoder.init_args.ffn_dim", "64",
+    "--model.init_args.encoder.init_args.subsampling_channels", "8",
+]
+
+
+def test_asr_recipe_list_is_complete():
+    names = {str(p.relative_to(REPO / "recipes")) for p in ASR_CONFIGS}
+    assert names == {
+        "librispeech/asr_conformer_ctc/config.yaml", "librispeech/asr_conformer_ctc/streaming_320ms.yaml",
+        "librispeech/asr_conformer_ctc/streaming_640ms.yaml", "librispeech/asr_conformer_ctc/train_960h.yaml",
+        "synthetic/asr/commands.yaml", "synthetic/asr/general.yaml",
+    }
+    for folder in (LIBRISPEECH, REPO / "recipes/synthetic/asr"):
+        assert (folder / "README.md").is_file()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lang") / "bpe.model"
+    train_tokenizer(["turn on the light", "what is the weather like today", "call mom"] * 10, path, vocab_size=45)
+    return path
+
+
+@pytest.mark.parametrize("config", ASR_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "recipes")))
+def test_asr_recipe_instantiates_with_linked_units(config, tokenizer, tmp_path):
+    args = [a for base in BASES[config] for a in ("--config", str(base))] + ["--config", str(config)]
+    cli = run_lightning_cli(args + [
+        "--data.init_args.tokenizer_path", str(tokenizer), "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.precision", "32-true",
+    ], run=False)
+    task = cli.model
+    vocab_size = Tokenizer(tokenizer).vocab_size
+    assert task.ctc_head.proj.out_features == cli.datamodule.vocab_size == vocab_size
+    assert task.tokenizer_path == str(tokenizer) and task.sample_rate == 16000
+    streaming = "streaming" in config.name or config.parent.name == "asr"
+    assert (task.dynamic_chunk is not None) == streaming
+    if "streaming_640ms" in config.name:
+        assert task.decode_chunk_size == 16 and cli.trainer.checkpoint_callback.monitor == "val/wer_chunk16"
+    if "960h" in config.name:
+        assert len(cli.datamodule.hparams.train_manifests) == 3 and task.encoder.num_layers == 18
+    assert cli.trainer.checkpoint_callback.mode == "min"
+    task.eval()
+    with torch.no_grad():
+        log_probs, lens = task.log_probs(torch.zeros(1, 16000), torch.tensor([16000]), 8)
+    assert log_probs.shape == (1, int(lens[0]), vocab_size)
+
+
+def _speechkit(*args: str) -> None:
+    assert main(list(args)) == 0, args
+
+
+def test_librispeech_recipe_end_to_end_on_synthetic_corpus(tmp_path, capsys):
+    corpus, manifests, lang = tmp_path / "LibriSpeech", tmp_path / "manifests", tmp_path / "bpe.model"
+    _speechkit("synth", "librispeech", str(corpus), "--subsets", "train-clean-100,dev-clean", "--speakers", "2",
+               "--utterances-per-speaker", "6", "--text", "commands", "--seed", "3")
+    assert sorted((corpus / "dev-clean").rglob("*.trans.txt"))
+    _speechkit("prepare", "librispeech", str(corpus), str(manifests), "--num-jobs", "1")
+    train, dev = manifests / "cuts_train-clean-100.jsonl.gz", manifests / "cuts_dev-clean.jsonl.gz"
+    _speechkit("tokenizer", "train", str(train), "--vocab-size", "40", "--out", str(lang))
+    root = tmp_path / "run"
+    _speechkit(
+        "fit", "--config", str(LIBRISPEECH / "config.yaml"), "--config", str(LIBRISPEECH / "streaming_320ms.yaml"),
+        "--data.init_args.train_manifests", json.dumps([str(train)]),
+        "--data.init_args.valid_manifests", json.dumps([str(dev)]),
+        "--data.init_args.test_manifests", json.dumps([str(dev)]),
+        "--data.init_args.tokenizer_path", str(lang), "--data.init_args.max_duration", "20",
+        "--data.init_args.num_workers", "0", "--data.init_args.min_seconds", "0.5",
+        "--trainer.precision", "32-true", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+        "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
+        "--model.init_args.cmvn_utterances", "10", *TINY_ENCODER,
+    )
+    ckpt_dir = next(root.rglob("checkpoints"))
+    names = {p.name for p in ckpt_dir.iterdir()}
+    assert {"epoch-000.ckpt", "epoch-001.ckpt", "last.ckpt"} <= names and any(n.startswith("best-") for n in names)
+    averaged = tmp_path / "avg.ckpt"
+    _speechkit("average-checkpoints", "--last", "2", str(ckpt_dir), "--out", str(averaged))
+    capsys.readouterr()
+    flacs = sorted(str(p) for p in (corpus / "dev-clean").rglob("*.flac"))[:3]
+    _speechkit("transcribe", str(averaged), *flacs, "--chunk-ms", "320")
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    for data in (str(corpus / "dev-clean"), str(dev)):
+        _speechkit("eval-asr", "--model", str(averaged), "--data", data, "--chunk-ms", "640")
+        result = json.loads(capsys.readouterr().out)
+        assert result["num_utterances"] == 12 and result["decoding"]["chunk_ms"] == 640
+        assert {"wer", "substitutions", "deletions", "insertions", "rtf", "worst"} <= set(result)
+
+
+@pytest.mark.slow
+def test_asr_recipe_runs_under_two_process_ddp(tmp_path):
+    """lhotse's sampler shards batches over 2 gloo processes; both stop at the same step."""
+    corpus, manifests, lang = tmp_path / "LibriSpeech", tmp_path / "manifests", tmp_path / "bpe.model"
+    _speechkit("synth", "librispeech", str(corpus), "--subsets", "train-clean-100,dev-clean", "--speakers", "2",
+               "--utterances-per-speaker", "8", "--text", "commands")
+    _speechkit("prepare", "librispeech", str(corpus), str(manifests), "--num-jobs", "1")
+    train, dev = manifests / "cuts_train-clean-100.jsonl.gz", manifests / "cuts_dev-clean.jsonl.gz"
+    _speechkit("tokenizer", "train", str(train), "--vocab-size", "40", "--out", str(lang))
+    proc = subprocess.run(
+        [sys.executable, "-m", "speechkit", "fit", "--config", str(REPO / "recipes/synthetic/asr/commands.yaml"),
+         "--data.init_args.train_manifests", json.dumps([str(train)]),
+         "--data.init_args.valid_manifests", json.dumps([str(dev)]),
+         "--data.init_args.tokenizer_path", str(lang), "--data.init_args.max_duration", "10",
+         "--data.init_args.num_workers", "0", "--trainer.max_epochs", "1",
+         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", *TINY_ENCODER],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    single = run_lightning_cli([
+        "--config", str(REPO / "recipes/synthetic/asr/commands.yaml"),
+        "--data.init_args.train_manifests", json.dumps([str(train)]),
+        "--data.init_args.valid_manifests", json.dumps([str(dev)]),
+        "--data.init_args.tokenizer_path", str(lang), "--data.init_args.max_duration", "10",
+    ], run=False)
+    batches_one_process = len(single.datamodule.train_dataloader())
+    assert ckpt["global_step"] == pytest.approx(batches_one_process / 2, abs=1)
