@@ -117,14 +117,13 @@ def _load_checkpoint(path: Path) -> Recognizer:
 
 
 def _load_onnx(path: Path) -> Recognizer:
-    raise ModelFileError(
-        f"{path}: ONNX speech recognition models are not supported by this version yet; "
-        "pass the training checkpoint (.ckpt)"
-    )
+    from speechkit.runtime.asr import AsrOnnxRecognizer
+
+    return AsrOnnxRecognizer(path)
 
 
 #: Model-file loaders by suffix; anything else is read as a Lightning checkpoint.
-LOADERS: dict[str, Callable[[Path], Recognizer]] = {".onnx": _load_onnx}
+LOADERS: dict[str, Callable[[Path], Recognizer]] = {".onnx": _load_onnx, ".ort": _load_onnx}
 
 
 def load_recognizer(path: str | Path) -> Recognizer:
