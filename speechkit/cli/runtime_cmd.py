@@ -165,13 +165,25 @@ def run_kws_demo(args: argparse.Namespace) -> int:
     """Stream the input through the detector; JSON lines on stdout, live meter on a TTY stderr."""
     detector = _detector(args)
     display = LiveDisplay(sys.stderr, detector.keywords) if sys.stderr.isatty() else None
+
+    def feed(block, rate) -> None:
+        _emit(detector.accept_waveform(block, rate), display)
+        if display is not None:
+            display.update(detector.level_db, detector.last_scores)
+
+    return pump_input(args, feed, lambda: _emit(detector.input_finished(), display), display)
+
+
+def pump_input(args: argparse.Namespace, feed: Callable, finish: Callable[[], None], display=None) -> int:
+    """Feed every input block to ``feed(block, rate)``, then call ``finish()``; close ``display``.
+
+    A reader that goes away (``| head -1``) ends the demo quietly with status 0.
+    """
     try:
         for block, rate in open_input(args):
-            _emit(detector.accept_waveform(block, rate), display)
-            if display is not None:
-                display.update(detector.level_db, detector.last_scores)
-        _emit(detector.input_finished(), display)
-    except BrokenPipeError:  # e.g. `| head -1`: the reader is gone, which is not an error
+            feed(block, rate)
+        finish()
+    except BrokenPipeError:
         # Point stdout at /dev/null so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -9,6 +9,8 @@ the real corpora are. Same arguments, same bytes.
 
 from __future__ import annotations
 
+import argparse
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -82,19 +84,15 @@ def _register_speech_commands(corpora) -> None:
         "--background-seconds", type=float, default=45.0,
         help="seconds of each _background_noise_ file, 0 for none (default: %(default)s)",
     )  # fmt: skip
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="random seed; same seed, same files (default: %(default)s)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="worker processes; does not change the output (default: %(default)s)",
-    )
+    _add_seed_and_jobs(p)
     p.set_defaults(func=_run_speech_commands)
+
+
+def _add_seed_and_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: %(default)s)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="worker processes; does not change the output (default: %(default)s)"
+    )
 
 
 def _run_speech_commands(args) -> int:
@@ -176,18 +174,7 @@ def _register_librispeech(corpora) -> None:
         help="text source: the package's sentences, the command grammar, or wordfreq's common "
         "words mixed with the sentences (default: %(default)s)",
     )  # fmt: skip
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="random seed; same seed, same files (default: %(default)s)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="worker processes; does not change the output (default: %(default)s)",
-    )
+    _add_seed_and_jobs(p)
     p.set_defaults(func=_run_librispeech)
 
 

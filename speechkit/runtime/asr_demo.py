@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def add_demo_asr_args(p: argparse.ArgumentParser) -> None:
 
 def run_demo_asr(args: argparse.Namespace) -> int:
     """Stream the input through :class:`~speechkit.runtime.asr.StreamingRecognizer`; JSON lines out."""
-    from speechkit.cli.runtime_cmd import open_input
+    from speechkit.cli.runtime_cmd import pump_input
     from speechkit.errors import SpeechkitError
     from speechkit.runtime.asr import StreamingRecognizer
     from speechkit.runtime.endpoint import EndpointConfig
@@ -57,17 +56,12 @@ def run_demo_asr(args: argparse.Namespace) -> int:
         args.model, args.decoding, args.beam_size, endpoint, partials=args.partials or live, num_threads=args.threads,
     )
     display = LiveLine(sys.stderr) if live else None
-    try:
-        for block, rate in open_input(args):
-            _emit(recognizer.accept_waveform(block, rate), args.partials, display)
-        _emit(recognizer.input_finished(), args.partials, display)
-    except BrokenPipeError:  # e.g. `| head -1`: the reader is gone, which is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        if display is not None:
-            display.close()
-    return 0
+    return pump_input(
+        args,
+        lambda block, rate: _emit(recognizer.accept_waveform(block, rate), args.partials, display),
+        lambda: _emit(recognizer.input_finished(), args.partials, display),
+        display,
+    )
 
 
 def _emit(results, partials: bool, display: LiveLine | None) -> None:
