@@ -59,3 +59,30 @@ def make_tau2020(root: Path, sr: int = 44100, seconds: float = 0.05) -> Path:
     (setup / "fold1_evaluate.csv").write_text("filename\tscene_label\n" + "\n".join(evaluate) + "\n")
     (setup / "fold1_test.csv").write_text("filename\n" + "\n".join(e.split("\t")[0] for e in evaluate) + "\n")
     return root
+
+
+
+try:  # only the resume test needs it; the data tests must not depend on Lightning
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class KillAtBatch(Callback):
+    """Lightning callback that SIGKILLs its own process at a fixed training batch.
+
+    A kill at a known point (instead of a timer in the test) makes the resume test deterministic:
+    the last checkpoint on disk is always the one saved at the end of epoch ``epoch - 1``.
+    Used through the CLI: ``--trainer.callbacks '[{"class_path": "fakes.KillAtBatch", ...}]'``
+    with ``tests/`` on ``PYTHONPATH``.
+    """
+
+    def __init__(self, epoch: int = 2, batch: int = 1) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -9,8 +9,8 @@ optimizer and loop state, which would not match the averaged weights.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from speechkit.errors import ModelFileError, SpeechkitError
 

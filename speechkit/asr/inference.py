@@ -19,9 +19,10 @@ Shape legend: S samples (16 kHz), T' encoder frames (40 ms), V units (blank = 0)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

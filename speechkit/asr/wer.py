@@ -8,8 +8,8 @@ form. WER = (substitutions + deletions + insertions) / reference words, over the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 from torchmetrics import Metric
@@ -40,7 +40,7 @@ class WordErrors:
             return float(self.errors > 0)
         return self.errors / self.ref_words
 
-    def __add__(self, other: "WordErrors") -> "WordErrors":
+    def __add__(self, other: WordErrors) -> WordErrors:
         return WordErrors(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
 
     def to_dict(self) -> dict:

@@ -130,8 +130,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_average(args: argparse.Namespace) -> int:
-    from speechkit.errors import SpeechkitError
     from speechkit.asr.averaging import average_checkpoints, latest_checkpoints
+    from speechkit.errors import SpeechkitError
 
     if bool(args.checkpoints) == bool(args.last):
         raise SpeechkitError("average-checkpoints: name checkpoints, or give --last N DIR (not both)")

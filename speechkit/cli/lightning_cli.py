@@ -94,30 +94,38 @@ def make_cli_class(links: tuple[tuple[str, str], ...]):
             callbacks = list(config.get("callbacks") or [])
             if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
                 root = config.get("default_root_dir") or "."
-                callbacks.append(task_checkpoint_callback(self.model, root))
+                callbacks.extend(task_checkpoint_callbacks(self.model, root))
                 kwargs["callbacks"] = callbacks
             return super().instantiate_trainer(**kwargs)
 
     return SpeechkitCLI
 
 
-def task_checkpoint_callback(task, root_dir: str | Path):
+def task_checkpoint_callbacks(task, root_dir: str | Path) -> list:
     """Best checkpoint on the task's own metric, plus ``last.ckpt`` for ``--ckpt_path last``.
+
+    Two callbacks, the best one first (it is ``trainer.checkpoint_callback``): since Lightning
+    2.6 ``save_last=True`` refreshes ``last.ckpt`` only when a best checkpoint is written, so a
+    run killed after epochs without improvement would resume from an old epoch. The second
+    callback rewrites ``last.ckpt`` after every validation instead.
 
     The folder is fixed (``<default_root_dir>/checkpoints``) rather than per logger version, so
     a resumed run finds the ``last.ckpt`` of the run it continues.
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    return ModelCheckpoint(
-        dirpath=Path(root_dir) / "checkpoints",
+    dirpath = Path(root_dir) / "checkpoints"
+    best = ModelCheckpoint(
+        dirpath=dirpath,
         filename="best-{epoch:03d}",
         monitor=getattr(task, "monitor", "val/loss"),
         mode=getattr(task, "monitor_mode", "min"),
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
     )
+    latest = ModelCheckpoint(dirpath=dirpath, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
+                             save_top_k=1, enable_version_counter=False)
+    return [best, latest]
 
 
 def run_lightning_cli(argv: list[str], run: bool = True):

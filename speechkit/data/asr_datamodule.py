@@ -50,7 +50,7 @@ def encoder_frames(duration_s: float) -> int:
 
 def ctc_frames_needed(tokens: Sequence[int]) -> int:
     """Fewest frames CTC needs for ``tokens``: one per token plus a blank between repeats."""
-    return len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
+    return len(tokens) + sum(a == b for a, b in itertools.pairwise(tokens))
 
 
 def cut_text(cut) -> str:
@@ -271,8 +271,8 @@ class AsrDataModule(L.LightningDataModule):
         from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 
         world_size, rank = _dist_info()
-        common = dict(max_duration=self.hparams.max_duration, shuffle=shuffle, drop_last=False,
-                      world_size=world_size, rank=rank, seed=self.hparams.seed)
+        common = {"max_duration": self.hparams.max_duration, "shuffle": shuffle, "drop_last": False,
+                  "world_size": world_size, "rank": rank, "seed": self.hparams.seed}
         # lhotse needs at least as many cuts as buckets to place the bucket edges.
         num_buckets = min(self.hparams.num_buckets, sum(1 for _ in itertools.islice(cuts, self.hparams.num_buckets)))
         if num_buckets < 2:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lhotse import CutSet
 import torch
 
 from speechkit.cli.lightning_cli import run_lightning_cli
@@ -127,7 +128,7 @@ def test_asr_recipe_runs_under_two_process_ddp(tmp_path):
          "--data.init_args.num_workers", "0", "--trainer.max_epochs", "1",
          "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
          "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", *TINY_ENCODER],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -139,3 +140,25 @@ def test_asr_recipe_runs_under_two_process_ddp(tmp_path):
     ], run=False)
     batches_one_process = len(single.datamodule.train_dataloader())
     assert ckpt["global_step"] == pytest.approx(batches_one_process / 2, abs=1)
+
+
+def test_asr_quickstart_tiny_run(tmp_path):
+    """The quickstart's steps at toy sizes: held-out voices, three decodings, summary files."""
+    from speechkit.quickstart.asr import AsrQuickstartOptions, run
+
+    out = tmp_path / "qs"
+    summary = run(AsrQuickstartOptions(out=out, speakers=4, utterances_per_speaker=5, dev_speakers=2,
+                                       test_speakers=4, epochs=1, jobs=1))
+    assert [r["chunk_ms"] for r in summary["results"]] == [0, 640, 320]
+    assert all(0.0 <= r["wer"] <= 5.0 and r["rtf"] > 0 for r in summary["results"])
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert {"eval_full.json", "eval_640ms.json", "eval_320ms.json", "bpe.model"} <= {p.name for p in out.iterdir()}
+    assert {p.name for p in (out / "corpus").iterdir()} >= {"train-clean-100", "dev-clean", "test-clean"}
+    train = json.loads((out / "corpus" / "synth_info_train-clean-100.json").read_text())["speakers"]
+    test = {str(s["id"]): s["voice"] for s in
+            json.loads((out / "corpus" / "synth_info_test-clean.json").read_text())["speakers"]}
+    seen = {(s["voice"]["language"], s["voice"]["variant"]) for s in train}
+    heldout = {c.supervisions[0].speaker for c in CutSet.from_file(out / "manifests" / "cuts_heldout.jsonl.gz")}
+    assert heldout and len(heldout) == summary["heldout_speakers"]
+    assert all((test[s]["language"], test[s]["variant"]) not in seen for s in heldout)
+    assert Path(summary["checkpoint"]).is_file()

@@ -13,8 +13,13 @@ from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 from speechkit.asr.averaging import average_checkpoints, latest_checkpoints
 from speechkit.asr.inference import (
-    DecodeOptions, CheckpointRecognizer, evaluate, length_batches, load_for_transcription, load_recognizer,
-    read_eval_set, transcribe,
+    DecodeOptions,
+    evaluate,
+    length_batches,
+    load_for_transcription,
+    load_recognizer,
+    read_eval_set,
+    transcribe,
 )
 from speechkit.asr.wer import WordErrorRate, corpus_word_errors, word_errors
 from speechkit.cli.lightning_cli import run_lightning_cli
@@ -68,9 +73,9 @@ def corpus(tmp_path_factory) -> dict:
 
 
 def _datamodule(corpus: dict, **kw) -> AsrDataModule:
-    args = dict(train_manifests=[str(corpus["train"])], valid_manifests=[str(corpus["valid"])],
-                test_manifests=[str(corpus["valid"])], tokenizer_path=str(corpus["tokenizer"]),
-                max_duration=4.0, num_buckets=2, num_workers=0, min_seconds=0.5)
+    args = {"train_manifests": [str(corpus["train"])], "valid_manifests": [str(corpus["valid"])],
+            "test_manifests": [str(corpus["valid"])], "tokenizer_path": str(corpus["tokenizer"]),
+            "max_duration": 4.0, "num_buckets": 2, "num_workers": 0, "min_seconds": 0.5}
     return AsrDataModule(**{**args, **kw})
 
 
@@ -238,7 +243,7 @@ def test_bad_audio_is_refused_with_one_line(tmp_path):
     silent, empty, long = tmp_path / "silent.wav", tmp_path / "empty.wav", tmp_path / "long.flac"
     sf.write(silent, np.zeros(SR, np.float32), SR)
     empty.write_bytes(b"")
-    sf.write(long, np.zeros(int(181 * 8000), np.int16), 8000)  # 181 s
+    sf.write(long, np.zeros(181 * 8000, np.int16), 8000)  # 181 s
     for path, message in ((silent, "silent"), (empty, "empty"), (long, "limit")):
         with pytest.raises(AudioError, match=message) as info:
             load_for_transcription(path, SR)
