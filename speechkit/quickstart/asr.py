@@ -1,4 +1,4 @@
-"""The speech recognition quickstart: synthesize -> prepare -> tokenizer -> train -> decode.
+"""The speech recognition quickstart: synthesize -> prepare -> tokenizer -> train -> decode -> ship.
 
 A command recogniser (smart home, timers, weather, media, calls, shopping lists, numbers and
 times; about 650 words) learned from scratch on espeak-ng speech in minutes on a laptop CPU,
@@ -17,6 +17,9 @@ an earlier run::
     <run>/bpe.model      sentencepiece units (blank = id 0)
     <run>/train/         Lightning logs, checkpoints/best-*.ckpt (lowest dev WER), last.ckpt
     <run>/eval_*.json    eval-asr results per decoding setting
+    <run>/asr.onnx       the streaming ONNX artifact (320 ms chunks) and asr_int8.onnx
+    <run>/demo.wav       held-out voices saying commands with pauses; demo_reference.txt
+    <run>/demo_output.jsonl  what ``speechkit demo asr --input demo.wav`` printed
     <run>/summary.json   the figures printed at the end
 """
 
@@ -34,6 +37,11 @@ from speechkit.quickstart import recipe_path
 RECIPE = "synthetic/asr/commands.yaml"
 #: Decoding settings of the final table: full context, then 640 ms and 320 ms chunks.
 CHUNK_MS = (0, 640, 320)
+#: Chunk of the shipped streaming artifact.
+SHIP_CHUNK_MS = 320
+#: The demo recording: this many held-out utterances (one per voice) with pauses between them.
+DEMO_UTTERANCES = 6
+DEMO_PAUSE_S = 2.0
 
 
 @dataclass
@@ -75,6 +83,7 @@ def run(opts: AsrQuickstartOptions) -> dict:
     tokenizer_path = _tokenizer(opts, run_dir, manifests)
     ckpt, num_params = _train(opts, run_dir, manifests, tokenizer_path)
     results = _evaluate(opts, run_dir, ckpt, manifests / "cuts_heldout.jsonl.gz")
+    shipped = _ship(opts, run_dir, ckpt, manifests / "cuts_heldout.jsonl.gz")
     summary = {
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt),
@@ -86,6 +95,7 @@ def run(opts: AsrQuickstartOptions) -> dict:
              "wer": r["wer"], "rtf": r["rtf"], "threads": r["threads"]}
             for r in results
         ],
+        **shipped,
     }
     summary["wall_time_s"] = round(time.time() - started, 1)
     summary["timings_s"] = dict(opts.timings)
@@ -219,6 +229,77 @@ def _evaluate(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Pa
     return results
 
 
+def _ship(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) -> dict:
+    """Export the streaming artifact (+ int8, gated on held-out WER), then run the demo on a
+    recording of held-out voices and score its final results against the reference."""
+    from speechkit.export.asr_export import Int8WerError, export_asr
+
+    onnx_path = run_dir / "asr.onnx"
+    with _timed(opts, "export"):
+        _say(f"exporting the streaming ONNX artifact ({SHIP_CHUNK_MS} ms chunks, + int8) ...")
+        try:
+            report = export_asr(ckpt, onnx_path, streaming=True, chunk_ms=SHIP_CHUNK_MS, int8=True,
+                                test_manifest=heldout)
+        except Int8WerError as exc:  # keep going with fp32: the gate's message says why
+            _say(f"int8 model not written: {exc}")
+            report = export_asr(ckpt, onnx_path, streaming=True, chunk_ms=SHIP_CHUNK_MS)
+    gate = (report.get("int8") or {}).get("gate")
+    out = {
+        "onnx": {"path": str(onnx_path), "size_bytes": report["size_bytes"], "parity_max_diff": report["parity_max_diff"]},
+        "int8": None if not report.get("int8") else {
+            "path": report["int8"]["path"], "size_bytes": report["int8"]["size_bytes"],
+            "fp32_wer": gate and gate["fp32_wer"], "int8_wer": gate and gate["int8_wer"]},
+    }
+    with _timed(opts, "demo"):
+        out["demo"] = _demo(opts, run_dir, onnx_path, heldout)
+    return out
+
+
+def _demo(opts: AsrQuickstartOptions, run_dir: Path, onnx_path: Path, heldout: Path) -> dict:
+    """``speechkit demo asr --input demo.wav`` (a subprocess, as a user runs it) on held-out
+    utterances joined by pauses longer than the endpoint's trailing silence."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from speechkit.asr.wer import corpus_word_errors
+    from speechkit.audio import save_audio
+    from speechkit.data.manifests import read_cuts
+    from speechkit.errors import SpeechkitError
+    from speechkit.fileio import write_text_atomic
+    from speechkit.text import normalize_text
+
+    sr = 16000
+    cuts = sorted(read_cuts(heldout), key=lambda c: c.id)
+    # every other held-out speaker, one utterance each, so several voices take turns
+    chosen = [next(c for c in cuts if c.supervisions[0].speaker == spk)
+              for spk in sorted({c.supervisions[0].speaker for c in cuts})][:DEMO_UTTERANCES]
+    pause = np.zeros(int(DEMO_PAUSE_S * sr), np.float32)
+    pieces, references = [pause[: sr // 2]], []
+    for cut in chosen:
+        pieces += [cut.load_audio()[0].astype(np.float32), pause]
+        references.append(normalize_text(cut.supervisions[0].text))
+    wav = run_dir / "demo.wav"
+    save_audio(wav, np.concatenate(pieces), sr)
+    write_text_atomic(run_dir / "demo_reference.txt", "\n".join(references) + "\n")
+    _say(f"speechkit demo asr --model {onnx_path.name} --input {wav.name}  ({len(chosen)} utterances, "
+         f"{len(chosen)} held-out voices)")
+    proc = subprocess.run([sys.executable, "-m", "speechkit", "demo", "asr", "--model", str(onnx_path),
+                           "--input", str(wav)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SpeechkitError(f"speechkit demo asr failed: {proc.stderr.strip().splitlines()[-1:]}")
+    write_text_atomic(run_dir / "demo_output.jsonl", proc.stdout)
+    finals = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    for final, ref in zip(finals, references + [""] * len(finals)):
+        print(f"    {final['time']:6.2f} s  {final['text']!r:<48}  (said: {ref!r})")
+    # Score the words of all finals against all references: an endpoint in the wrong place
+    # splits or merges results but is not a recognition error.
+    errors = corpus_word_errors([" ".join(references)], [" ".join(f["text"] for f in finals)])
+    return {"utterances": len(chosen), "finals": len(finals), "wer": errors.wer,
+            "exact": sum(f["text"] == r for f, r in zip(finals, references)) if len(finals) == len(references) else None}
+
+
 def _label(chunk_ms: int) -> str:
     return "full context" if not chunk_ms else f"{chunk_ms} ms chunks"
 
@@ -232,8 +313,16 @@ def print_summary(summary: dict) -> None:
         print(f"  {row['setting']:<16} {row['wer']:>7.2%} {row['rtf']:>8.4f}")
     threads = summary["results"][0]["threads"] if summary["results"] else "?"
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in summary["timings_s"].items())
+    onnx, int8, demo = summary["onnx"], summary["int8"], summary["demo"]
     rows = [
         ("parameters", f"{summary['num_params']:,}"),
+        ("ONNX (streaming)", f"{onnx['path']} ({onnx['size_bytes'] / 1e6:.1f} MB, {SHIP_CHUNK_MS} ms chunks, "
+                             f"parity {onnx['parity_max_diff']:.1g})"),
+        ("int8", "not written (failed the WER gate)" if not int8 else
+                 f"{int8['path']} ({int8['size_bytes'] / 1e6:.1f} MB); held-out WER fp32 "
+                 f"{int8['fp32_wer']:.2%} -> int8 {int8['int8_wer']:.2%}"),
+        ("demo", f"{demo['finals']} final results for {demo['utterances']} spoken commands, WER {demo['wer']:.2%}"
+                 + (f", {demo['exact']} exact" if demo["exact"] is not None else "")),
         ("RTF", f"compute seconds per audio second, greedy search, {threads} thread(s)"),
         ("wall time", f"{summary['wall_time_s'] / 60:.1f} min ({steps})"),
         ("checkpoint", summary["checkpoint"]),

@@ -162,3 +162,9 @@ def test_asr_quickstart_tiny_run(tmp_path):
     assert heldout and len(heldout) == summary["heldout_speakers"]
     assert all((test[s]["language"], test[s]["variant"]) not in seen for s in heldout)
     assert Path(summary["checkpoint"]).is_file()
+    # shipped: the streaming artifact, and the demo's output on the recording of held-out voices
+    assert Path(summary["onnx"]["path"]).is_file() and summary["onnx"]["parity_max_diff"] <= 1e-4
+    assert summary["demo"]["utterances"] == min(6, len(heldout))
+    lines = (out / "demo_output.jsonl").read_text().splitlines()
+    assert len(lines) == summary["demo"]["finals"] and all(json.loads(x)["final"] for x in lines)
+    assert len((out / "demo_reference.txt").read_text().splitlines()) == summary["demo"]["utterances"]
