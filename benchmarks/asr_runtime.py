@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/asr_runtime.py [--presets xs,s] [--chunk-ms 160,320,640] [--utterances 20]
-    python benchmarks/asr_runtime.py --checkpoint runs/asr/best.ckpt --chunk-ms 320   # + WER
+    python benchmarks/asr_runtime.py --checkpoint runs/quickstart-asr/train/checkpoints/best-*.ckpt --chunk-ms 320  # + WER
 
 For each preset (random weights: speed does not depend on them) or the given checkpoint, and
 each chunk size, the streaming artifact is exported (fp32, and int8 by dynamic quantization) and
@@ -44,19 +44,24 @@ HELD_OUT_SPEAKER_SEED = 90210
 TARGET_RTF, TARGET_INT8_RATIO = 0.03, 0.30
 
 
-def synth_eval_set(folder: Path, count: int) -> list[dict]:
-    """``count`` utterances (0.5 s silence, speech, 1 s silence) as wavs; their normalised texts."""
+def synth_eval_set(folder: Path, count: int, text_source: str = "commands") -> list[dict]:
+    """``count`` utterances (0.5 s silence, speech, 1 s silence) as wavs; their normalised texts.
+
+    ``text_source``: ``commands`` (the quickstart model's domain) or ``sentences`` (the package's
+    general English sentences, 4-14 words).
+    """
     from speechkit.audio import save_audio
     from speechkit.data.synth.espeak import synthesize
-    from speechkit.data.synth.text import load_sentences
+    from speechkit.data.synth.text import get_text_source, load_sentences
     from speechkit.data.synth.voices import sample_speakers
     from speechkit.text import normalize_text
 
     rng = np.random.default_rng(HELD_OUT_SPEAKER_SEED)
     sentences = [s for s in load_sentences() if 4 <= len(s.split()) <= 14]
+    source = get_text_source("commands") if text_source == "commands" else None
     items = []
     for k, voice in enumerate(sample_speakers(count, seed=HELD_OUT_SPEAKER_SEED)):
-        text = sentences[int(rng.integers(len(sentences)))]
+        text = source.sample(rng) if source is not None else sentences[int(rng.integers(len(sentences)))]
         speech = synthesize(text, voice, RATE, seed=k)
         audio = np.concatenate([np.zeros(int(ONSET_S * RATE)), speech, np.zeros(RATE)]).astype(np.float32)
         save_audio(folder / f"utt{k:03d}.wav", audio, RATE)
@@ -221,6 +226,8 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="an asr-ctc checkpoint instead of the presets (+ WER)")
     p.add_argument("--chunk-ms", default="160,320,640", help="comma-separated chunk sizes (multiples of 40 ms)")
     p.add_argument("--utterances", type=int, default=20, help="synthesized held-out utterances (default 20)")
+    p.add_argument("--text", choices=("commands", "sentences"), default="commands",
+                   help="what the held-out voices say: commands (the quickstart's domain, default) or sentences")
     p.add_argument("--no-peer", action="store_true", help="skip PocketSphinx")
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -234,7 +241,7 @@ def main() -> None:
     chunks = [int(c) for c in args.chunk_ms.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        items = synth_eval_set(scratch, args.utterances)
+        items = synth_eval_set(scratch, args.utterances, args.text)
         eval_json = scratch / "eval.json"
         eval_json.write_text(json.dumps(items))
         refs = [i["text"] for i in items]

@@ -26,7 +26,6 @@ an earlier run::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -65,7 +64,7 @@ class AsrQuickstartOptions:
     utterances_per_speaker: int = 24
     dev_speakers: int = 6
     test_speakers: int = 24
-    epochs: int = 11
+    epochs: int = 10
     vocab_size: int = 64
     seed: int = 0
     jobs: int = 2
@@ -335,11 +334,6 @@ def print_summary(summary: dict) -> None:
 
 def main(args) -> int:
     """``speechkit quickstart asr`` (arguments from :mod:`speechkit.cli.quickstart_cmd`)."""
-    # OpenMP threads that spin while waiting for each other make training 10-20 times slower
-    # when other programs share the cores (measured on 2 cores: 0.15-0.4 training steps/s
-    # instead of 2-3). Must be set before torch is imported; a user's own setting wins.
-    # TODO: set this once in speechkit.cli.main for every command.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     opts = AsrQuickstartOptions(out=args.out, seed=args.seed)
     if getattr(args, "speakers", None) is not None:
         opts.speakers = args.speakers

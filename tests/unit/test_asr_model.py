@@ -76,6 +76,10 @@ def test_dynamic_chunk_draws_full_context_and_bounded_chunks():
     assert {c for c, _ in chunked} <= set(range(1, 26)) and len({c for c, _ in chunked}) > 15
     assert {left for _, left in chunked} == {0, 1, 2, 3}
     assert all(left == -1 for _, left in (DynamicChunk(0.0, 4).sample(gen) for _ in range(20)))
+    narrow = {DynamicChunk(0.0, 16, min_chunk_size=4).sample(gen)[0] for _ in range(200)}
+    assert narrow == set(range(4, 17))
+    with pytest.raises(ValueError, match="min_chunk_size"):
+        DynamicChunk(0.0, 4, min_chunk_size=5)
 
 
 @pytest.mark.parametrize("chunk_size,left_chunks", [(-1, -1), (3, 1), (4, -1)])

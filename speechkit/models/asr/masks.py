@@ -85,22 +85,30 @@ class DynamicChunk:
 
     Attributes:
         full_context_prob: probability of full context for a batch (WeNet: about 0.5).
-        max_chunk_size: otherwise C is uniform in ``[1, max_chunk_size]`` encoder frames
-            (25 frames = 1 s at 40 ms, WeNet's value).
+        max_chunk_size: otherwise C is uniform in ``[min_chunk_size, max_chunk_size]`` encoder
+            frames (25 frames = 1 s at 40 ms, WeNet's value).
         max_left_chunks: ``-1``: unlimited left context in training; ``>= 0``: L uniform in
             ``[0, max_left_chunks]`` (WeNet's ``use_dynamic_left_chunk``), for models decoded
             with a bounded left context.
+        min_chunk_size: smallest chunk drawn (WeNet: 1). A model only ever decoded at, say,
+            160-640 ms chunks learns those faster when training skips the 40-120 ms ones.
     """
 
     full_context_prob: float = 0.5
     max_chunk_size: int = 25
     max_left_chunks: int = -1
+    min_chunk_size: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_chunk_size <= self.max_chunk_size:
+            raise ValueError(f"chunk sizes: expected 1 <= min_chunk_size ({self.min_chunk_size}) "
+                             f"<= max_chunk_size ({self.max_chunk_size})")
 
     def sample(self, generator: torch.Generator | None = None) -> tuple[int, int]:
         """Return ``(chunk_size, left_chunks)``; ``(-1, -1)`` means full context."""
         if torch.rand((), generator=generator).item() < self.full_context_prob:
             return -1, -1
-        chunk_size = int(torch.randint(1, self.max_chunk_size + 1, (), generator=generator))
+        chunk_size = int(torch.randint(self.min_chunk_size, self.max_chunk_size + 1, (), generator=generator))
         if self.max_left_chunks < 0:
             return chunk_size, -1
         return chunk_size, int(torch.randint(0, self.max_left_chunks + 1, (), generator=generator))
