@@ -107,9 +107,10 @@ def _run_dir(out: Path | None) -> Path:
     from speechkit.errors import SpeechkitError
     from speechkit.fileio import unique_run_dir
 
+    # absolute: the manifests and the checkpoint's data config name files by these paths
     if out is None:
-        return unique_run_dir("runs", "quickstart-asr")
-    out = Path(out)
+        return unique_run_dir("runs", "quickstart-asr").resolve()
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise SpeechkitError(f"{out}: folder is not empty; the quickstart never writes over an earlier run")

@@ -41,7 +41,8 @@ def run(opts: QuickstartOptions) -> dict:
     """Run the quickstart; return the summary dict (also written to ``summary.json``)."""
     from speechkit.fileio import unique_run_dir, write_json_atomic
 
-    run_dir = Path(opts.out) if opts.out else unique_run_dir("runs", "quickstart")
+    # absolute: the manifests and the checkpoint's data config name files by these paths
+    run_dir = (Path(opts.out) if opts.out else unique_run_dir("runs", "quickstart")).resolve()
     if opts.out:
         run_dir.mkdir(parents=True, exist_ok=True)
         if any(run_dir.iterdir()):

@@ -51,7 +51,7 @@ def prepare_librispeech(
     from lhotse import CutSet
     from lhotse.recipes import prepare_librispeech as lhotse_prepare
 
-    root = Path(corpus_dir)
+    root = Path(corpus_dir).resolve()  # absolute paths in the cuts: training may run from any folder
     subsets = find_subsets(root, subsets)
     for subset in subsets:
         check_subset(root / subset, num_jobs)

@@ -160,7 +160,7 @@ def scan_corpus(corpus_dir: str | os.PathLike) -> Corpus:
     Raises:
         CorpusError: the folder is missing, holds no word folders, or a word folder has no wav.
     """
-    root = Path(corpus_dir)
+    root = Path(corpus_dir).resolve()  # absolute paths in the cuts: training may run from any folder
     if not root.is_dir():
         raise CorpusError(f"{root}: no such folder; {LAYOUT}")
     hint = _nested_hint(root)

@@ -43,7 +43,7 @@ def prepare_tau2020_mobile(corpus_dir: str | os.PathLike, out_dir: str | os.Path
         CorpusError: a file of the layout is missing or malformed, or a list names a missing wav.
         AudioError: a wav file is corrupt (the message names it).
     """
-    root = Path(corpus_dir)
+    root = Path(corpus_dir).resolve()  # absolute paths in the cuts: training may run from any folder
     if not root.is_dir():
         raise CorpusError(f"{root}: no such folder; {LAYOUT}")
     meta = read_meta(root / "meta.csv")
