@@ -225,18 +225,24 @@ def word_times(
 
     A word starts at each piece that begins with the word-boundary mark. Times are
     ``offset_s + frame * frame_shift_s`` (0.04 s per encoder frame after 4x subsampling of
-    10 ms features); ``end_s`` is the end of the last piece's frame.
+    10 ms features); ``start_s`` is the frame of the word's first letters and ``end_s`` the end
+    of its last piece's frame. A bare boundary piece only marks where a word begins: CTC often
+    emits it early, in the silence before the word (seconds early after a pause).
     """
     words: list[WordTime] = []
+    new_word = True
     for token_id, frame in zip(hyp.token_ids, hyp.token_frames):
         piece = tokens[token_id]
         if _is_control(piece):
             continue
         start, end = offset_s + frame * frame_shift_s, offset_s + (frame + 1) * frame_shift_s
         text = piece.replace(WORD_BOUNDARY, "")
-        if piece.startswith(WORD_BOUNDARY) or not words:
-            if text or piece.startswith(WORD_BOUNDARY):
-                words.append(WordTime(text, start, end))
+        new_word = new_word or piece.startswith(WORD_BOUNDARY)
+        if not text:
+            continue
+        if new_word or not words:
+            words.append(WordTime(text, start, end))
+            new_word = False
         else:
             words[-1].word += text
             words[-1].end_s = end

@@ -272,7 +272,7 @@ def _demo(opts: AsrQuickstartOptions, run_dir: Path, onnx_path: Path, heldout: P
 
     sr = 16000
     cuts = sorted(read_cuts(heldout), key=lambda c: c.id)
-    # every other held-out speaker, one utterance each, so several voices take turns
+    # the first utterance of each of the first DEMO_UTTERANCES held-out speakers: voices take turns
     chosen = [next(c for c in cuts if c.supervisions[0].speaker == spk)
               for spk in sorted({c.supervisions[0].speaker for c in cuts})][:DEMO_UTTERANCES]
     pause = np.zeros(int(DEMO_PAUSE_S * sr), np.float32)
