@@ -142,13 +142,13 @@ def load_recognizer(path: str | Path) -> Recognizer:
 
 def decode(log_probs: np.ndarray, tokens: Sequence[str], beam_size: int = 1) -> str:
     """(T', V) log-probabilities -> text (greedy for ``beam_size`` 1, else prefix beam search)."""
-    from speechkit.decoding import ctc_greedy_search, ctc_prefix_beam_search, tokens_to_text
+    from speechkit.decoding import ctc_greedy_search, ctc_prefix_beam_search, hypothesis_text
 
     if beam_size <= 1:
         hyp = ctc_greedy_search(log_probs)
     else:
         hyp = ctc_prefix_beam_search(log_probs, beam_size=beam_size)[0]
-    return tokens_to_text(hyp.token_ids, tokens)
+    return hypothesis_text(hyp, tokens)
 
 
 def length_batches(lengths: Sequence[int], max_batch_samples: int) -> list[list[int]]:

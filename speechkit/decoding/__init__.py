@@ -11,11 +11,12 @@ from speechkit.decoding.ctc_decoding import (
     WordTime,
     ctc_greedy_search,
     ctc_prefix_beam_search,
+    hypothesis_text,
     tokens_to_text,
     word_times,
 )
 
 __all__ = [
     "CTCGreedyDecoder", "CTCHypothesis", "CTCPrefixBeamDecoder", "WordTime", "ctc_greedy_search",
-    "ctc_prefix_beam_search", "tokens_to_text", "word_times",
+    "ctc_prefix_beam_search", "hypothesis_text", "tokens_to_text", "word_times",
 ]

@@ -218,12 +218,21 @@ class WordTime:
     end_s: float
 
 
+#: Blank frames between two pieces that end a word even without a boundary mark: 0.4 s at
+#: 40 ms frames. A model decoding a whole recording often starts the first word after a pause
+#: without the mark (it only ever saw a mark at the start of a training utterance), which glued
+#: sentences together ("...METERSHOW MUCH..."); pieces of one word are at most a few frames apart.
+WORD_GAP_FRAMES = 10
+
+
 def word_times(
-    hyp: CTCHypothesis, tokens: Sequence[str], frame_shift_s: float = 0.04, offset_s: float = 0.0
+    hyp: CTCHypothesis, tokens: Sequence[str], frame_shift_s: float = 0.04, offset_s: float = 0.0,
+    word_gap_frames: int | None = WORD_GAP_FRAMES,
 ) -> list[WordTime]:
     """Group a hypothesis' pieces into words with times.
 
-    A word starts at each piece that begins with the word-boundary mark. Times are
+    A word starts at each piece that begins with the word-boundary mark, and at a piece more
+    than ``word_gap_frames`` frames after the previous one (``None``: marks only). Times are
     ``offset_s + frame * frame_shift_s`` (0.04 s per encoder frame after 4x subsampling of
     10 ms features); ``start_s`` is the frame of the word's first letters and ``end_s`` the end
     of its last piece's frame. A bare boundary piece only marks where a word begins: CTC often
@@ -231,15 +240,18 @@ def word_times(
     """
     words: list[WordTime] = []
     new_word = True
+    last_frame = None
     for token_id, frame in zip(hyp.token_ids, hyp.token_frames):
         piece = tokens[token_id]
         if _is_control(piece):
             continue
         start, end = offset_s + frame * frame_shift_s, offset_s + (frame + 1) * frame_shift_s
         text = piece.replace(WORD_BOUNDARY, "")
-        new_word = new_word or piece.startswith(WORD_BOUNDARY)
+        gap = word_gap_frames is not None and last_frame is not None and frame - last_frame > word_gap_frames
+        new_word = new_word or piece.startswith(WORD_BOUNDARY) or gap
         if not text:
             continue
+        last_frame = frame
         if new_word or not words:
             words.append(WordTime(text, start, end))
             new_word = False
@@ -247,3 +259,9 @@ def word_times(
             words[-1].word += text
             words[-1].end_s = end
     return [w for w in words if w.word]
+
+
+def hypothesis_text(hyp: CTCHypothesis, tokens: Sequence[str], word_gap_frames: int | None = WORD_GAP_FRAMES) -> str:
+    """The words of :func:`word_times`, joined by spaces: :func:`tokens_to_text` plus the
+    pause rule (a long run of blanks ends a word). Used by every decoding path."""
+    return " ".join(w.word for w in word_times(hyp, tokens, word_gap_frames=word_gap_frames))

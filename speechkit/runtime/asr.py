@@ -44,7 +44,6 @@ from speechkit.decoding import (
     CTCGreedyDecoder,
     CTCPrefixBeamDecoder,
     WordTime,
-    tokens_to_text,
     word_times,
 )
 from speechkit.errors import ModelFileError, SpeechkitError
@@ -422,7 +421,7 @@ class StreamingRecognizer:
         shift = self.model.frame_shift_s
         offset = self._utterance_start * shift
         words = word_times(hyp, self.model.tokens, shift, offset)
-        text = tokens_to_text(hyp.token_ids, self.model.tokens)
+        text = " ".join(w.word for w in words)
         start = words[0].start_s if words else offset
         end = words[-1].end_s if words else self._frames_decoded * shift
         return RecognitionResult(text, final, start, end, words)
@@ -463,7 +462,7 @@ class OfflineRecognizer:
         decoder.advance(self.model.run_full(feats))
         hyp = decoder.result()
         words = word_times(hyp, self.model.tokens, self.model.frame_shift_s)
-        text = tokens_to_text(hyp.token_ids, self.model.tokens)
+        text = " ".join(w.word for w in words)
         return RecognitionResult(text, True, words[0].start_s if words else 0.0, words[-1].end_s if words else 0.0, words)
 
     def transcribe_file(self, path: str | os.PathLike) -> RecognitionResult:

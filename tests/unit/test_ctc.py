@@ -16,6 +16,7 @@ from speechkit.decoding import (
     CTCPrefixBeamDecoder,
     ctc_greedy_search,
     ctc_prefix_beam_search,
+    hypothesis_text,
     tokens_to_text,
     word_times,
 )
@@ -106,6 +107,12 @@ def test_tokens_to_text_and_word_times():
     early = ctc_greedy_search(np.log(_one_hot([5] + [0] * 20 + [6, 7], 8)))
     (word,) = word_times(early, tokens, frame_shift_s=0.04)
     assert word.word == "LIGHTS" and round(word.start_s, 2) == 0.84
+    # a long pause ends a word even when the model leaves out the boundary mark after it
+    glued = ctc_greedy_search(np.log(_one_hot([2, 0, 3, 4] + [0] * 12 + [6, 7], 8)))  # TURN ON ... LIGHTS
+    assert tokens_to_text(glued.token_ids, tokens) == "TURN ONLIGHTS"
+    assert hypothesis_text(glued, tokens) == "TURN ON LIGHTS"
+    assert hypothesis_text(glued, tokens, word_gap_frames=None) == "TURN ONLIGHTS"
+    assert [w.word for w in word_times(glued, tokens)] == ["TURN", "ON", "LIGHTS"]
 
 
 def _one_hot(best: list[int], vocab: int) -> np.ndarray:
