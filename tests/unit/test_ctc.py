@@ -108,7 +108,7 @@ def test_tokens_to_text_and_word_times():
     (word,) = word_times(early, tokens, frame_shift_s=0.04)
     assert word.word == "LIGHTS" and round(word.start_s, 2) == 0.84
     # a long pause ends a word even when the model leaves out the boundary mark after it
-    glued = ctc_greedy_search(np.log(_one_hot([2, 0, 3, 4] + [0] * 12 + [6, 7], 8)))  # TURN ON ... LIGHTS
+    glued = ctc_greedy_search(np.log(_one_hot([2, 0, 3, 4] + [0] * 24 + [6, 7], 8)))  # TURN ON ... LIGHTS
     assert tokens_to_text(glued.token_ids, tokens) == "TURN ONLIGHTS"
     assert hypothesis_text(glued, tokens) == "TURN ON LIGHTS"
     assert hypothesis_text(glued, tokens, word_gap_frames=None) == "TURN ONLIGHTS"
