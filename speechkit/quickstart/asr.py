@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechkit.quickstart import recipe_path
+from speechkit.quickstart import new_run_dir, recipe_path, timed
 
 RECIPE = "synthetic/asr/commands.yaml"
 #: Decoding settings of the final table: full context, then 640 ms and 320 ms chunks.
@@ -75,10 +75,10 @@ def run(opts: AsrQuickstartOptions) -> dict:
     """Run the quickstart; return the summary dict (also written to ``summary.json``)."""
     from speechkit.fileio import write_json_atomic
 
-    run_dir = _run_dir(opts.out)
+    run_dir = new_run_dir(opts.out, "quickstart-asr")
     started = time.time()
     _say(f"run folder: {run_dir}")
-    manifests = _data(opts, run_dir)
+    manifests, heldout_speakers = _data(opts, run_dir)
     tokenizer_path = _tokenizer(opts, run_dir, manifests)
     ckpt, num_params = _train(opts, run_dir, manifests, tokenizer_path)
     results = _evaluate(opts, run_dir, ckpt, manifests / "cuts_heldout.jsonl.gz")
@@ -88,7 +88,7 @@ def run(opts: AsrQuickstartOptions) -> dict:
         "checkpoint": str(ckpt),
         "num_params": num_params,
         "heldout_utterances": results[0]["num_utterances"],
-        "heldout_speakers": opts.timings.pop("_heldout_speakers", None),
+        "heldout_speakers": heldout_speakers,
         "results": [
             {"setting": _label(r["decoding"]["chunk_ms"]), "chunk_ms": r["decoding"]["chunk_ms"],
              "wer": r["wer"], "rtf": r["rtf"], "threads": r["threads"]}
@@ -103,27 +103,17 @@ def run(opts: AsrQuickstartOptions) -> dict:
     return summary
 
 
-def _run_dir(out: Path | None) -> Path:
-    from speechkit.errors import SpeechkitError
-    from speechkit.fileio import unique_run_dir
+def _data(opts: AsrQuickstartOptions, run_dir: Path) -> tuple[Path, int]:
+    """Synthesize the three subsets, prepare manifests, and write the held-out manifest.
 
-    # absolute: the manifests and the checkpoint's data config name files by these paths
-    if out is None:
-        return unique_run_dir("runs", "quickstart-asr").resolve()
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    if any(out.iterdir()):
-        raise SpeechkitError(f"{out}: folder is not empty; the quickstart never writes over an earlier run")
-    return out
-
-
-def _data(opts: AsrQuickstartOptions, run_dir: Path) -> Path:
-    """Synthesize the three subsets, prepare manifests, and write the held-out manifest."""
+    Returns:
+        ``(manifest folder, held-out speakers)``.
+    """
     from speechkit.data.corpora.librispeech import prepare_librispeech
     from speechkit.data.synth.librispeech import synth_librispeech
 
     corpus, manifests = run_dir / "corpus", run_dir / "manifests"
-    with _timed(opts, "synth"):
+    with timed(opts.timings, "synth"):
         _say(f"synthesizing spoken commands: {opts.speakers} training voices x {opts.utterances_per_speaker} "
              f"utterances, {opts.dev_speakers} dev and {opts.test_speakers} test voices (espeak-ng) ...")
         # One call per subset (each has its own speaker count), each in a folder of its own
@@ -142,16 +132,15 @@ def _data(opts: AsrQuickstartOptions, run_dir: Path) -> Path:
             shutil.rmtree(staging)
             info[subset] = json.loads((corpus / f"synth_info_{subset}.json").read_text())
             _say(f"{subset}: {summary['num_utterances']} utterances, {summary['audio_seconds'] / 60:.1f} min of audio")
-    with _timed(opts, "prepare"):
+    with timed(opts.timings, "prepare"):
         prepare_librispeech(corpus, manifests, subsets=[p[0] for p in parts], num_jobs=2)
         kept, total = write_heldout_manifest(
             manifests / "cuts_test-clean.jsonl.gz", manifests / "cuts_heldout.jsonl.gz",
             train_voices=[s["voice"] for s in info["train-clean-100"]["speakers"]],
             test_speakers=info["test-clean"]["speakers"],
         )
-        opts.timings["_heldout_speakers"] = kept
         _say(f"held-out test voices: {kept} of {total} test speakers have an accent + variant never used in training")
-    return manifests
+    return manifests, kept
 
 
 def write_heldout_manifest(test_cuts: Path, out: Path, train_voices: list[dict], test_speakers: list[dict]) -> tuple[int, int]:
@@ -203,7 +192,7 @@ def _train(opts: AsrQuickstartOptions, run_dir: Path, manifests: Path, tokenizer
         "--trainer.max_epochs", str(opts.epochs),
         "--seed_everything", str(opts.seed),
     ]
-    with _timed(opts, "train"):
+    with timed(opts.timings, "train"):
         cli = run_lightning_cli(args, run=False)
         num_params = sum(p.numel() for p in cli.model.parameters())
         _say(f"training the xs Conformer-CTC ({num_params / 1e6:.2f} M parameters) for {opts.epochs} epochs ...")
@@ -217,7 +206,7 @@ def _evaluate(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Pa
     from speechkit.fileio import write_json_atomic
 
     results = []
-    with _timed(opts, "decode"):
+    with timed(opts.timings, "decode"):
         recognizer = load_recognizer(ckpt)
         utterances = read_eval_set(heldout)
         audios = [u.load(recognizer.sample_rate) for u in utterances]
@@ -235,7 +224,7 @@ def _ship(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) 
     from speechkit.export.asr_export import Int8WerError, export_asr
 
     onnx_path = run_dir / "asr.onnx"
-    with _timed(opts, "export"):
+    with timed(opts.timings, "export"):
         _say(f"exporting the streaming ONNX artifact ({SHIP_CHUNK_MS} ms chunks, + int8) ...")
         try:
             report = export_asr(ckpt, onnx_path, streaming=True, chunk_ms=SHIP_CHUNK_MS, int8=True,
@@ -250,7 +239,7 @@ def _ship(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) 
             "path": report["int8"]["path"], "size_bytes": report["int8"]["size_bytes"],
             "fp32_wer": gate and gate["fp32_wer"], "int8_wer": gate and gate["int8_wer"]},
     }
-    with _timed(opts, "demo"):
+    with timed(opts.timings, "demo"):
         out["demo"] = _demo(opts, run_dir, onnx_path, heldout)
     return out
 
@@ -342,17 +331,6 @@ def main(args) -> int:
         opts.epochs = args.epochs
     run(opts)
     return 0
-
-
-class _timed:
-    def __init__(self, opts: AsrQuickstartOptions, name: str) -> None:
-        self.opts, self.name = opts, name
-
-    def __enter__(self):
-        self.start = time.time()
-
-    def __exit__(self, *exc):
-        self.opts.timings[self.name] = round(time.time() - self.start, 1)
 
 
 def _say(text: str) -> None:

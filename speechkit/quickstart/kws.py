@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechkit.quickstart import recipe_path
+from speechkit.quickstart import new_run_dir, recipe_path, timed
 
 DEFAULT_KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
@@ -39,16 +39,9 @@ class QuickstartOptions:
 
 def run(opts: QuickstartOptions) -> dict:
     """Run the quickstart; return the summary dict (also written to ``summary.json``)."""
-    from speechkit.fileio import unique_run_dir, write_json_atomic
+    from speechkit.fileio import write_json_atomic
 
-    # absolute: the manifests and the checkpoint's data config name files by these paths
-    run_dir = (Path(opts.out) if opts.out else unique_run_dir("runs", "quickstart")).resolve()
-    if opts.out:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if any(run_dir.iterdir()):
-            from speechkit.errors import SpeechkitError
-
-            raise SpeechkitError(f"{run_dir}: folder is not empty; the quickstart never writes over an earlier run")
+    run_dir = new_run_dir(opts.out, "quickstart")
     started = time.time()
     _say(f"run folder: {run_dir}")
     corpus, manifests = _data(opts, run_dir)
@@ -73,14 +66,14 @@ def _data(opts: QuickstartOptions, run_dir: Path) -> tuple[Path, Path]:
     from speechkit.data.synth.speech_commands import keyword_folder, synth_speech_commands
 
     corpus, manifests = run_dir / "corpus", run_dir / "manifests"
-    with _timed(opts, "synth"):
+    with timed(opts.timings, "synth"):
         _say(f"synthesizing {opts.speakers} espeak-ng speakers x {len(opts.keywords)} keywords + unknown words ...")
         synth_speech_commands(
             corpus, words=list(opts.keywords), num_speakers=opts.speakers,
             unknown_words=unknown_material(opts.keywords, opts.seed),
             clips_per_word=opts.clips_per_word, seed=opts.seed, jobs=2, progress=True,
         )
-    with _timed(opts, "prepare"):
+    with timed(opts.timings, "prepare"):
         summary = prepare_speech_commands(
             corpus, manifests, keywords=[keyword_folder(k) for k in opts.keywords], seed=opts.seed,
             unknown_ratio=opts.unknown_ratio,
@@ -129,10 +122,10 @@ def _train(opts: QuickstartOptions, run_dir: Path, manifests: Path) -> tuple[Pat
         # One intra-op thread trains this small model about as fast as two, and the data
         # worker takes the second core; two threads collapse when other work shares the CPU.
         torch.set_num_threads(1)
-    with _timed(opts, "train"):
+    with timed(opts.timings, "train"):
         cli = run_lightning_cli(args, run=False)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    with _timed(opts, "test"):
+    with timed(opts.timings, "test"):
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
     ckpt = Path(cli.trainer.checkpoint_callback.best_model_path)
     num_params = sum(p.numel() for p in cli.model.model.parameters())
@@ -148,7 +141,7 @@ def _ship(opts: QuickstartOptions, run_dir: Path, ckpt: Path, manifests: Path) -
 
     out: dict = {}
     onnx_path = run_dir / "kws.onnx"
-    with _timed(opts, "export"):
+    with timed(opts.timings, "export"):
         task = load_task(ckpt, expected=("kws",))
         try:
             result = export_kws_artifacts(
@@ -164,7 +157,7 @@ def _ship(opts: QuickstartOptions, run_dir: Path, ckpt: Path, manifests: Path) -
         out["onnx_int8_kb"] = round(Path(result["int8"]).stat().st_size / 1024, 1)
         report = result["int8_report"]
         out["int8_accuracy"] = report.int8_accuracy
-    with _timed(opts, "stream"):
+    with timed(opts.timings, "stream"):
         out.update(_stream_eval(opts, run_dir, onnx_path))
     return out
 
@@ -238,17 +231,6 @@ def print_summary(summary: dict) -> None:
     print("\n== speechkit quickstart: summary ==")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
-
-
-class _timed:
-    def __init__(self, opts: QuickstartOptions, name: str) -> None:
-        self.opts, self.name = opts, name
-
-    def __enter__(self):
-        self.start = time.time()
-
-    def __exit__(self, *exc):
-        self.opts.timings[self.name] = round(time.time() - self.start, 1)
 
 
 def _say(text: str) -> None:
