@@ -13,23 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from speechkit.errors import ModelFileError, SpeechkitError
+from speechkit.tasks import read_checkpoint
 
 #: Training state that does not belong with averaged weights.
 _TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks")
-
-
-def _load(path: Path) -> dict:
-    import torch
-
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ModelFileError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return ckpt
 
 
 def latest_checkpoints(folder: str | os.PathLike, count: int) -> list[Path]:
@@ -46,7 +33,7 @@ def latest_checkpoints(folder: str | os.PathLike, count: int) -> list[Path]:
         raise SpeechkitError(f"{folder}: no such folder of checkpoints")
     by_position: dict[tuple[int, int], Path] = {}
     for path in sorted(folder.glob("*.ckpt")):
-        ckpt = _load(path)
+        ckpt = read_checkpoint(path, mmap=True)
         position = (int(ckpt.get("epoch", -1)), int(ckpt.get("global_step", -1)))
         if position not in by_position or by_position[position].name.startswith("last"):
             by_position[position] = path
@@ -78,7 +65,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike], out_path: str | os.P
     sums: dict[str, torch.Tensor] = {}
     reference = None
     for path in paths:
-        ckpt = _load(path)
+        ckpt = read_checkpoint(path, mmap=True)
         state = ckpt["state_dict"]
         if reference is None:
             reference = {k: (v.shape, v.dtype) for k, v in state.items()}

@@ -199,10 +199,9 @@ def checkpoint_model_config(checkpoint: str | os.PathLike) -> dict | None:
     A task loaded from the checkpoint does not keep them (its ``hparams`` leave out injected
     modules), but they are what an artifact's ``model`` metadata should name (e.g. a width).
     """
-    import torch
+    from speechkit.tasks import read_checkpoint
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = (ckpt.get("hyper_parameters") or {}).get("model") if isinstance(ckpt, dict) else None
+    model = (read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("model")
     if isinstance(model, dict) and isinstance(model.get("init_args"), dict):
         return dict(model["init_args"])
     return None

@@ -20,6 +20,26 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a Lightning checkpoint's dict on the CPU (``mmap``: tensors read on demand).
+
+    Raises:
+        ModelFileError: missing or unreadable file, or not a Lightning checkpoint.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ModelFileError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
 def load_task(ckpt_path: str | Path, expected: tuple[str, ...] | None = None):
     """Rebuild a task from a ``speechkit fit`` checkpoint, in eval mode on the CPU.
 
@@ -34,19 +54,10 @@ def load_task(ckpt_path: str | Path, expected: tuple[str, ...] | None = None):
     Raises:
         ModelFileError: missing, unreadable or foreign checkpoint, or a task of another kind.
     """
-    import torch
-
     from speechkit.tasks.base import SpeechTask
 
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ModelFileError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    ckpt = read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters") or {}
     class_path = hparams.get("_class_path")
     if not class_path or not class_path.startswith("speechkit."):
