@@ -243,13 +243,13 @@ def read_eval_set(data: str | Path) -> list[EvalUtterance]:
     if not path.is_file():
         raise CorpusError(f"{path}: no such folder or manifest; expected a LibriSpeech subset folder "
                           "(e.g. LibriSpeech/test-clean) or a lhotse cuts file (cuts_test-clean.jsonl.gz)")
+    from speechkit.data.asr_datamodule import cut_text
     from speechkit.data.datamodules import load_cut_audio
     from speechkit.data.manifests import read_cuts
 
     items = []
     for cut in read_cuts(path):
-        text = " ".join(s.text for s in cut.supervisions if s.text)
-        items.append(EvalUtterance(cut.id, normalize_text(text, cut.id),
+        items.append(EvalUtterance(cut.id, normalize_text(cut_text(cut), cut.id),
                                    lambda rate, cut=cut: _checked_cut_audio(cut, rate, load_cut_audio)))
     if not items:
         raise CorpusError(f"{path}: the manifest holds no cuts")

@@ -23,7 +23,6 @@ import itertools
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speechkit.data.datamodules import load_cut_audio
+from speechkit.data.manifests import read_cuts
 from speechkit.errors import CorpusError
 from speechkit.text.normalize import normalize_text
 
@@ -220,20 +220,13 @@ class AsrDataModule(L.LightningDataModule):
 
     def cuts(self, split: str):
         """The lazy ``CutSet`` of ``train``, ``valid`` or ``test`` (its manifests concatenated)."""
-        from lhotse import CutSet, combine
+        from lhotse import combine
 
         paths = {"train": self.hparams.train_manifests, "valid": self.hparams.valid_manifests,
                  "test": self.hparams.test_manifests}[split] or []
         if not paths:
             raise CorpusError(f"no {split} manifests given (data.init_args.{split}_manifests); {PREPARE_HINT}")
-        sets = []
-        for path in map(Path, paths):
-            if not path.is_file():
-                raise CorpusError(f"{path}: no such manifest; {PREPARE_HINT}")
-            try:
-                sets.append(CutSet.from_file(path))
-            except Exception as exc:  # gzip/JSON/lhotse errors all mean "not a cut manifest"
-                raise CorpusError(f"{path}: not a readable lhotse cut manifest ({exc})") from None
+        sets = [read_cuts(path, hint=PREPARE_HINT, lazy=True) for path in paths]
         return sets[0] if len(sets) == 1 else combine(*sets)
 
     def stats_audio(self, max_utterances: int = 500) -> list[np.ndarray]:

@@ -58,8 +58,9 @@ def write_cuts(cuts: CutSet | Iterable, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_cuts(path: str | os.PathLike, hint: str = "run `speechkit prepare ...` first") -> CutSet:
-    """Read a cut manifest eagerly.
+def read_cuts(path: str | os.PathLike, hint: str = "run `speechkit prepare ...` first", lazy: bool = False) -> CutSet:
+    """Read a cut manifest, eagerly, or lazily (``lazy``: cuts are read as they are iterated,
+    so a 960 h manifest takes little memory; errors further into the file then surface there).
 
     Raises:
         CorpusError: the file is missing or is not a lhotse cut manifest.
@@ -71,7 +72,9 @@ def read_cuts(path: str | os.PathLike, hint: str = "run `speechkit prepare ...` 
         raise CorpusError(f"{path}: no such manifest; {hint}")
     try:
         cuts = CutSet.from_file(path)  # lazy for .jsonl.gz; None for an empty file
-        return CutSet() if cuts is None else cuts.to_eager()
+        if cuts is None:
+            return CutSet()
+        return cuts if lazy else cuts.to_eager()
     except Exception as exc:  # gzip/JSON/lhotse errors all mean "not a cut manifest"
         raise CorpusError(f"{path}: not a readable lhotse cut manifest ({exc}); {hint}") from None
 
