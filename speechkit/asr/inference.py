@@ -99,10 +99,9 @@ class CheckpointRecognizer:
     def log_probs(self, audios: Sequence[np.ndarray], options: DecodeOptions) -> list[np.ndarray]:
         import torch
 
-        lens = torch.tensor([len(a) for a in audios], dtype=torch.int64)
-        batch = torch.zeros(len(audios), int(lens.max()))
-        for i, audio in enumerate(audios):
-            batch[i, : len(audio)] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+        from speechkit.data.asr_datamodule import pad_waveforms
+
+        batch, lens = pad_waveforms(audios)
         with torch.inference_mode():
             log_probs, out_lens = self.task.log_probs(
                 batch.to(self.device), lens.to(self.device), options.chunk_frames, options.left_chunks

@@ -106,14 +106,21 @@ class AsrDataset(Dataset):
         return float(self._rng.choice(self.speed_factors))
 
 
+def pad_waveforms(audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms (S_i,) -> zero-padded float32 (B, max S_i) and their lengths int64 (B,)."""
+    lens = torch.tensor([len(a) for a in audios], dtype=torch.int64)
+    batch = torch.zeros(len(audios), int(lens.max()) if len(audios) else 0)
+    for i, audio in enumerate(audios):
+        batch[i, : len(audio)] = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+    return batch, lens
+
+
 def collate_asr(audios: list[np.ndarray], tokens: list[list[int]], ids: list[str], texts: list[str]) -> dict:
     """Pad waveforms and token sequences into a batch dict (module docstring)."""
-    audio_lens = torch.tensor([len(a) for a in audios], dtype=torch.int64)
+    audio, audio_lens = pad_waveforms(audios)
     token_lens = torch.tensor([len(t) for t in tokens], dtype=torch.int64)
-    audio = torch.zeros(len(audios), int(audio_lens.max()) if audios else 0)
     padded_tokens = torch.zeros(len(tokens), int(token_lens.max()) if tokens else 0, dtype=torch.int64)
-    for i, (a, t) in enumerate(zip(audios, tokens)):
-        audio[i, : len(a)] = torch.from_numpy(a)
+    for i, t in enumerate(tokens):
         padded_tokens[i, : len(t)] = torch.tensor(t, dtype=torch.int64)
     return {"audio": audio, "audio_lens": audio_lens, "tokens": padded_tokens, "token_lens": token_lens,
             "ids": list(ids), "texts": list(texts)}

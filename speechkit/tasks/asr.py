@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from speechkit.asr.wer import WordErrorRate
+from speechkit.data.asr_datamodule import pad_waveforms
 from speechkit.errors import SpeechkitError
 from speechkit.losses.ctc import CTCLoss
 from speechkit.models.asr import CTCHead, DynamicChunk
@@ -178,11 +179,7 @@ class AsrCtcTask(SpeechTask):
         self.frontend.eval()  # no dither
         total = count = total_sq = 0
         for i in range(0, len(audios), batch_size):
-            chunk = audios[i : i + batch_size]
-            lens = torch.tensor([len(a) for a in chunk], dtype=torch.int64)
-            audio = torch.zeros(len(chunk), int(lens.max()))
-            for j, a in enumerate(chunk):
-                audio[j, : len(a)] = torch.as_tensor(a)
+            audio, lens = pad_waveforms(audios[i : i + batch_size])
             feats, feat_lens = self.frontend(audio.to(self.device), lens.to(self.device))
             valid = (torch.arange(feats.shape[1], device=feats.device)[None, :] < feat_lens[:, None])[..., None]
             feats = feats.double() * valid
