@@ -162,7 +162,7 @@ def peak_rss_mb() -> float:
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
-    from speechkit.asr.wer import corpus_word_errors
+    from speechkit.metrics.wer import corpus_word_errors
 
     return corpus_word_errors(refs, hyps).wer
 

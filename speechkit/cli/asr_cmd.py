@@ -5,7 +5,7 @@
     speechkit eval-asr --model MODEL --data LIBRISPEECH_SUBSET_DIR|MANIFEST [--chunk-ms N] [--beam N]
     speechkit average-checkpoints CKPT... --out avg.ckpt  |  --last N DIR --out avg.ckpt
 
-Models are loaded by :func:`speechkit.asr.inference.load_recognizer` (checkpoints now; ONNX
+Models are loaded by :func:`speechkit.inference.asr.load_recognizer` (checkpoints now; ONNX
 files through the same entry point).
 """
 
@@ -81,7 +81,7 @@ def _add_decoding_args(p: argparse.ArgumentParser) -> None:
 
 
 def _decode_options(args: argparse.Namespace):
-    from speechkit.asr.inference import DecodeOptions
+    from speechkit.inference.asr import DecodeOptions
 
     return DecodeOptions(chunk_ms=args.chunk_ms, left_chunks=args.left_chunks, beam_size=args.beam)
 
@@ -96,7 +96,7 @@ def _run_tokenizer_train(args: argparse.Namespace) -> int:
 
 
 def _run_transcribe(args: argparse.Namespace) -> int:
-    from speechkit.asr.inference import load_for_transcription, load_recognizer, transcribe
+    from speechkit.inference.asr import load_for_transcription, load_recognizer, transcribe
 
     options = _decode_options(args)
     recognizer = load_recognizer(args.model)
@@ -108,7 +108,7 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from speechkit.asr.inference import evaluate, load_recognizer, read_eval_set
+    from speechkit.inference.asr import evaluate, load_recognizer, read_eval_set
     from speechkit.errors import SpeechkitError
     from speechkit.fileio import write_json_atomic
 
@@ -130,7 +130,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_average(args: argparse.Namespace) -> int:
-    from speechkit.asr.averaging import average_checkpoints, latest_checkpoints
+    from speechkit.tasks.averaging import average_checkpoints, latest_checkpoints
     from speechkit.errors import SpeechkitError
 
     if bool(args.checkpoints) == bool(args.last):

@@ -369,8 +369,8 @@ def onnx_wer(onnx_path: str | os.PathLike, test_manifest: str | os.PathLike) -> 
     Returns:
         ``(wer, num_utterances)``.
     """
-    from speechkit.asr.inference import read_eval_set, transcribe
-    from speechkit.asr.wer import corpus_word_errors
+    from speechkit.inference.asr import read_eval_set, transcribe
+    from speechkit.metrics.wer import corpus_word_errors
     from speechkit.runtime.asr import AsrOnnxRecognizer
 
     recognizer = AsrOnnxRecognizer(onnx_path)

@@ -9,18 +9,20 @@ from pathlib import Path
 
 from speechkit.errors import SpeechkitError
 
+#: The recipes shipped inside the package.
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
 
 def recipe_path(relative: str) -> Path:
-    """Path of ``recipes/<relative>`` in the source checkout speechkit is installed from.
+    """Path of the shipped recipe ``recipes/<relative>`` (e.g. ``synthetic/kws/config.yaml``).
 
-    The quickstarts run the same recipe YAML a user runs with ``speechkit fit``.
+    Recipes are package data (``speechkit/recipes``; the checkout's top-level ``recipes`` is a
+    link to it), so the quickstarts find the same YAML a user runs with ``speechkit fit``
+    after a plain ``pip install``, with no source checkout.
     """
-    path = Path(__file__).resolve().parents[2] / "recipes" / relative
+    path = RECIPES_DIR / relative
     if not path.is_file():
-        raise SpeechkitError(
-            f"recipe {relative} not found at {path}; the quickstart needs the source checkout "
-            "(install with `pip install -e .` from the repository)"
-        )
+        raise SpeechkitError(f"recipe {relative} not found at {path}; this speechkit installation is incomplete")
     return path
 
 

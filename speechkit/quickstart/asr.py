@@ -202,7 +202,7 @@ def _train(opts: AsrQuickstartOptions, run_dir: Path, manifests: Path, tokenizer
 
 
 def _evaluate(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) -> list[dict]:
-    from speechkit.asr.inference import DecodeOptions, evaluate, load_recognizer, read_eval_set
+    from speechkit.inference.asr import DecodeOptions, evaluate, load_recognizer, read_eval_set
     from speechkit.fileio import write_json_atomic
 
     results = []
@@ -252,7 +252,7 @@ def _demo(opts: AsrQuickstartOptions, run_dir: Path, onnx_path: Path, heldout: P
 
     import numpy as np
 
-    from speechkit.asr.wer import corpus_word_errors
+    from speechkit.metrics.wer import corpus_word_errors
     from speechkit.audio import save_audio
     from speechkit.data.manifests import read_cuts
     from speechkit.errors import SpeechkitError

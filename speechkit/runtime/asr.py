@@ -527,7 +527,7 @@ def streaming_log_probs(model: AsrModel, feats: np.ndarray) -> np.ndarray:
 
 
 class AsrOnnxRecognizer:
-    """Either ASR artifact behind the ``Recognizer`` interface of :mod:`speechkit.asr.inference`.
+    """Either ASR artifact behind the ``Recognizer`` interface of :mod:`speechkit.inference.asr`.
 
     That module's loader registry maps ``.onnx``/``.ort`` to this class, so ``speechkit
     transcribe`` and ``speechkit eval-asr`` take the artifacts: features from kaldi-native-fbank,

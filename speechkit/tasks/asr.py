@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from speechkit.asr.wer import WordErrorRate
+from speechkit.metrics.wer import WordErrorRate
 from speechkit.data.asr_datamodule import pad_waveforms
 from speechkit.errors import SpeechkitError
 from speechkit.losses.ctc import CTCLoss

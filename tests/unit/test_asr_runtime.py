@@ -204,7 +204,7 @@ def test_streaming_artifact_equals_torch_streaming_forward(tiny_asr):
 
 def test_reference_script_cli_and_torch_agree(tiny_asr, monkeypatch, capsys):
     """The <=60-line decoder, `speechkit transcribe` on the artifact and the torch model agree."""
-    from speechkit.asr import inference
+    from speechkit.inference import asr as inference
     from speechkit.cli.main import main
     from speechkit.runtime.asr import AsrOnnxRecognizer
 

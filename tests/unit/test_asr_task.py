@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
-from speechkit.asr.averaging import average_checkpoints, latest_checkpoints
-from speechkit.asr.inference import (
+from speechkit.tasks.averaging import average_checkpoints, latest_checkpoints
+from speechkit.inference.asr import (
     DecodeOptions,
     evaluate,
     length_batches,
@@ -21,7 +21,7 @@ from speechkit.asr.inference import (
     read_eval_set,
     transcribe,
 )
-from speechkit.asr.wer import WordErrorRate, corpus_word_errors, word_errors
+from speechkit.metrics.wer import WordErrorRate, corpus_word_errors, word_errors
 from speechkit.cli.lightning_cli import run_lightning_cli
 from speechkit.cli.main import main
 from speechkit.data.asr_datamodule import AsrDataModule, encoder_frames

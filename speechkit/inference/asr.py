@@ -312,7 +312,7 @@ def evaluate(
     """
     import torch
 
-    from speechkit.asr.wer import WordErrors, word_errors
+    from speechkit.metrics.wer import WordErrors, word_errors
 
     if not utterances:
         raise SpeechkitError("nothing to evaluate: the test set is empty")

@@ -1,0 +1,4 @@
+"""Evaluation metrics shared by tasks, inference and benchmarks (torchmetrics-based where synced).
+
+* :mod:`speechkit.metrics.wer`: word errors and the ``WordErrorRate`` torchmetrics metric.
+"""
