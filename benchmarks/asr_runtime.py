@@ -73,15 +73,12 @@ def export_preset(preset: str, chunk_ms: int, out: Path, vocab_size: int = 500) 
     """Random-weight preset -> streaming fp32 + int8 artifacts (parity-checked)."""
     import torch
 
-    from speechkit.export.asr_export import (
-        DEFAULT_LEFT_CONTEXT_FRAMES,
-        asr_metadata,
-        chunk_size_from_ms,
-        export_streaming,
-        quantize_asr,
-    )
+    from speechkit.export.asr_export import DEFAULT_LEFT_CONTEXT_FRAMES, export_streaming
+    from speechkit.export.asr_int8 import quantize_asr
+    from speechkit.export.asr_wrappers import asr_metadata
     from speechkit.frontends import Fbank
     from speechkit.models.asr import PRESETS, CTCHead
+    from speechkit.runtime.chunking import chunk_size_from_ms
 
     torch.manual_seed(0)
     encoder, fbank = PRESETS[preset]().eval(), Fbank()

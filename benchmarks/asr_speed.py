@@ -13,8 +13,10 @@ For each preset (random weights: speed does not depend on them) and each attenti
   the CPU and bf16 autocast on a GPU that supports it;
 * decoding: real-time factor (compute seconds per audio second, lower is faster) of one
   ``--decode-seconds`` utterance at batch 1 with **one thread** on the CPU: features, encoder,
-  greedy search. Full context runs ``forward`` on the whole utterance; 320 ms runs the cached
-  ``streaming_forward`` chunk by chunk (8 chunks of left context), as a phone would.
+  greedy search to text (:func:`speechkit.decoding.ctc_text`, the text rule of every WER).
+  Full context runs ``forward`` on the whole utterance; 320 ms runs the cached
+  ``streaming_forward`` window by window of the runtime's chunk schedule
+  (:class:`speechkit.runtime.chunking.ChunkSchedule`, 8 chunks of left context), as a phone would.
 
 Prints a table; ``--json FILE`` also writes the numbers.
 """
@@ -28,14 +30,16 @@ import time
 import numpy as np
 import torch
 
-from speechkit.decoding import ctc_greedy_search
+from speechkit.decoding import ctc_text
 from speechkit.frontends import Fbank, SpecAugment
 from speechkit.losses.ctc import CTCLoss
 from speechkit.models.asr import PRESETS, CTCHead
+from speechkit.runtime.chunking import ChunkSchedule
 from speechkit.tasks.asr import use_fused_step
 
 SAMPLE_RATE = 16000
 VOCAB = 500
+TOKENS = ["<blk>", "<unk>"] + [f"\u2581w{i}" for i in range(VOCAB - 2)]
 CHUNK_FRAMES = 8  # 320 ms of 40 ms encoder frames
 LEFT_CHUNKS = 8
 
@@ -97,7 +101,7 @@ def decode_rtf(preset: str, chunk_size: int, args) -> float:
                 log_probs = head(enc)[0]
             else:
                 log_probs = torch.cat(_streaming(encoder, head, feats[0], chunk_size))
-            ctc_greedy_search(log_probs.numpy())
+            ctc_text(log_probs.numpy(), TOKENS)
             times.append(time.perf_counter() - start)
         return float(np.median(times)) / args.decode_seconds
     finally:
@@ -105,14 +109,11 @@ def decode_rtf(preset: str, chunk_size: int, args) -> float:
 
 
 def _streaming(encoder, head, feats: torch.Tensor, chunk_size: int) -> list[torch.Tensor]:
-    """Feed (T, F) features chunk by chunk with carried states; return per-chunk log-probs."""
+    """Feed (T, F) features window by window with carried states; return per-window log-probs."""
     states = encoder.init_states(1, chunk_size, LEFT_CHUNKS)
-    width, shift = encoder.chunk_input_frames(chunk_size), encoder.chunk_shift_frames(chunk_size)
     outputs = []
-    for start in range(0, max(feats.shape[0] - width + shift, 1), shift):
-        chunk = feats[start : start + width][None]
-        if chunk.shape[1] < 7:  # the subsampling needs 7 frames for one output frame
-            break
+    for window in ChunkSchedule.for_chunk_size(chunk_size).windows(feats.shape[0]):
+        chunk = feats[window.start : window.end][None]
         out, _, states = encoder.streaming_forward(chunk, torch.tensor([chunk.shape[1]]), states)
         outputs.append(head(out)[0])
     return outputs

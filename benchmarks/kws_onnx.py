@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechkit.export.kws_export import export_kws, quantize_kws
+from speechkit.export.clip_classifier import export_clip_classifier, quantize_clip_classifier
 from speechkit.export.onnx_export import convert_to_ort
 from speechkit.frontends import LogMel
 from speechkit.models.kws import BCResNet
@@ -91,8 +91,8 @@ def bench_width(width: float, repeats: int, stream_seconds: float, workdir: Path
     labels = [f"k{i}" for i in range(12)]
     fp32 = workdir / f"kws_bcresnet{width:g}.onnx"
     int8 = workdir / f"kws_bcresnet{width:g}_int8.onnx"
-    export_kws(frontend, model, labels, RATE, RATE, fp32)
-    quantize_kws(fp32, int8, synthetic_audio(128, RATE, seed=3))
+    export_clip_classifier(frontend, model, labels, RATE, RATE, fp32, task_name="kws")
+    quantize_clip_classifier(fp32, int8, synthetic_audio(128, RATE, seed=3))
     clip = synthetic_audio(1, RATE, seed=4)
     wrapper_input = torch.from_numpy(clip)
     with torch.inference_mode():

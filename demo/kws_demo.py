@@ -27,8 +27,9 @@ The same from Python::
 import argparse
 import sys
 
-from speechkit.cli.runtime_cmd import add_detector_arguments, add_input_arguments, run_kws_demo
 from speechkit.errors import SpeechkitError
+from speechkit.runtime.demo import add_input_arguments
+from speechkit.runtime.kws_demo import add_detector_arguments, run_kws_demo
 
 
 def get_args() -> argparse.Namespace:

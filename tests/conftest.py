@@ -37,6 +37,23 @@ def tiny_kws_manifests(tiny_kws_corpus, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def separable_kws_manifests(tmp_path_factory) -> Path:
+    """A toy KWS set a model must learn: tone "words" 600 Hz apart (200-2600 Hz, 0.5 s,
+    ``fakes.make_speech_commands``), keywords ``yes``, ``no`` + 3 unknown words, 6 clips per word
+    and split; 4 classes."""
+    from fakes import make_speech_commands
+
+    from speechkit.data.corpora import prepare_speech_commands
+
+    corpus = make_speech_commands(tmp_path_factory.mktemp("tones") / "speech_commands",
+                                  words=["yes", "no", "cat", "dog", "tree"], seconds=0.5, clips_per_speaker=6,
+                                  step_hz=600.0)
+    out = tmp_path_factory.mktemp("tone_manifests")
+    prepare_speech_commands(corpus, out, keywords=["yes", "no"], num_jobs=1)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tau_manifests(tmp_path_factory) -> Path:
     """A tiny TAU Urban Acoustic Scenes 2020 Mobile folder, prepared (10 scene classes)."""
     from fakes import make_tau2020

@@ -19,15 +19,22 @@ def tone(freq_hz: float, seconds: float, sr: int = SR, seed: int = 0) -> np.ndar
     return (0.3 * np.sin(2 * np.pi * freq_hz * t) + noise).astype(np.float32)
 
 
-def make_speech_commands(root: Path, words=V2_WORDS, seconds: float = 0.25) -> Path:
-    """A Speech Commands tree: 3 speakers per word (train/valid/test), 2 noise files, lists."""
+def make_speech_commands(root: Path, words=V2_WORDS, seconds: float = 0.25, clips_per_speaker: int = 1,
+                         step_hz: float = 40.0) -> Path:
+    """A Speech Commands tree: 3 speakers per word (train/valid/test), 2 noise files, lists.
+
+    Word ``w`` is a tone of ``200 + step_hz * w`` Hz, so the words are separable by pitch alone
+    (with a wide ``step_hz`` a model trained on them must beat chance by far); clip ``k`` of a
+    speaker differs in noise.
+    """
     valid, test = [], []
     for w, word in enumerate(words):
         (root / word).mkdir(parents=True)
         for s, speaker in enumerate(SPEAKERS):
-            name = f"{word}/{speaker}_nohash_0.wav"
-            sf.write(root / name, tone(200 + 40 * w, seconds, seed=w * 10 + s), SR, subtype="PCM_16")
-            (valid if s == 1 else test if s == 2 else []).append(name)
+            for k in range(clips_per_speaker):
+                name = f"{word}/{speaker}_nohash_{k}.wav"
+                sf.write(root / name, tone(200 + step_hz * w, seconds, seed=w * 10 + s + 1000 * k), SR, subtype="PCM_16")
+                (valid if s == 1 else test if s == 2 else []).append(name)
     noise_dir = root / "_background_noise_"
     noise_dir.mkdir()
     rng = np.random.default_rng(1)
@@ -60,6 +67,30 @@ def make_tau2020(root: Path, sr: int = 44100, seconds: float = 0.05) -> Path:
     (setup / "fold1_test.csv").write_text("filename\n" + "\n".join(e.split("\t")[0] for e in evaluate) + "\n")
     return root
 
+
+LIBRISPEECH_SUBSETS = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other",
+                       "test-clean", "test-other")  # fmt: skip
+LIBRISPEECH_TEXTS = ("TURN ON THE LIGHT", "CALL MOM", "WHAT IS THE WEATHER", "STOP THE MUSIC")
+
+
+def make_librispeech(root: Path, subsets=LIBRISPEECH_SUBSETS, seconds: float = 1.2) -> Path:
+    """The LibriSpeech layout ``<subset>/<speaker>/<chapter>/*.flac`` + ``*.trans.txt``.
+
+    Per subset 2 speakers x 2 utterances of ``seconds`` (tones; long enough for the recipes'
+    ``min_seconds: 1.0``), transcripts from :data:`LIBRISPEECH_TEXTS`.
+    """
+    for s, subset in enumerate(subsets):
+        for k in range(2):
+            speaker, chapter = 100 * (s + 1) + k, 10 * (s + 1) + k
+            folder = root / subset / str(speaker) / str(chapter)
+            folder.mkdir(parents=True)
+            trans = []
+            for u in range(2):
+                utt = f"{speaker}-{chapter}-{u:04d}"
+                sf.write(folder / f"{utt}.flac", tone(300 + 100 * u + 20 * k, seconds, seed=s + u), SR, format="FLAC")
+                trans.append(f"{utt} {LIBRISPEECH_TEXTS[(2 * k + u) % len(LIBRISPEECH_TEXTS)]}")
+            (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(trans) + "\n")
+    return root
 
 
 try:  # only the resume test needs it; the data tests must not depend on Lightning

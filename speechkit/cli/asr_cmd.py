@@ -16,6 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+#: position of these commands in ``speechkit --help`` (see :mod:`speechkit.cli.main`).
+ORDER = 60
+
 
 def register(subparsers) -> None:
     _register_tokenizer(subparsers)
@@ -108,9 +111,9 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from speechkit.inference.asr import evaluate, load_recognizer, read_eval_set
     from speechkit.errors import SpeechkitError
     from speechkit.fileio import write_json_atomic
+    from speechkit.inference.asr import evaluate, load_recognizer, read_eval_set
 
     options = _decode_options(args)
     if args.threads is not None:
@@ -130,8 +133,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_average(args: argparse.Namespace) -> int:
-    from speechkit.tasks.averaging import average_checkpoints, latest_checkpoints
     from speechkit.errors import SpeechkitError
+    from speechkit.tasks.averaging import average_checkpoints, latest_checkpoints
 
     if bool(args.checkpoints) == bool(args.last):
         raise SpeechkitError("average-checkpoints: name checkpoints, or give --last N DIR (not both)")

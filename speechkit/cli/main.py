@@ -1,10 +1,15 @@
 """``speechkit`` console entry point.
 
 ``fit|validate|test|predict`` go to LightningCLI (``speechkit.cli.lightning_cli``); every other
-subcommand lives in its own module under ``speechkit.cli`` that defines
-``register(subparsers)``; the parser it adds sets ``func`` to a callable taking the parsed
-``argparse.Namespace`` and returning an exit status (or None). Modules import heavy libraries
-inside those functions so ``speechkit --help`` stays fast.
+subcommand lives in a module ``speechkit/cli/<name>_cmd.py``, found by scanning the folder (no
+list to edit), that defines ``register(subparsers)`` and may set ``ORDER`` (its place in
+``--help``, lowest first, default 100; ties by module name). The parser it adds sets ``func`` to
+a callable taking the parsed ``argparse.Namespace`` and returning an exit status (or None).
+Modules import heavy libraries inside those functions so ``speechkit --help`` stays fast.
+
+Families do not add files here: the subcommands of ``demo``, ``quickstart``, ``prepare`` and
+``synth`` are declared in the family's own package (:mod:`speechkit.plugins`), exporters in
+:mod:`speechkit.export.registry`.
 
 Errors a user can cause (:class:`speechkit.errors.SpeechkitError`) are printed as one line,
 ``speechkit: error: ...``, with exit status 2.
@@ -13,24 +18,24 @@ Errors a user can cause (:class:`speechkit.errors.SpeechkitError`) are printed a
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+from types import ModuleType
 
 from speechkit import __version__
 from speechkit.errors import SpeechkitError
+from speechkit.plugins import import_submodules
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
-#: Subcommand modules, in the order they appear in ``--help``.
-COMMAND_MODULES = (
-    "speechkit.cli.quickstart_cmd",
-    "speechkit.cli.synth_cmd",
-    "speechkit.cli.prepare_cmd",
-    "speechkit.cli.export_cmd",
-    "speechkit.cli.runtime_cmd",
-    "speechkit.cli.asr_cmd",
-)
+#: modules of this package named ``*<COMMAND_SUFFIX>`` define subcommands.
+COMMAND_SUFFIX = "_cmd"
+
+
+def command_modules() -> list[ModuleType]:
+    """Every ``speechkit/cli/*_cmd.py`` module, in ``--help`` order (``ORDER``, then name)."""
+    modules = import_submodules(__package__ or "speechkit.cli", suffix=COMMAND_SUFFIX)
+    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} with a recipe config", add_help=False)
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # not written yet: leave it out of the menu
-                continue
-            raise
+    for module in command_modules():
         module.register(sub)
     return parser
 

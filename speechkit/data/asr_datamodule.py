@@ -45,7 +45,9 @@ _WINDOW_S, _HOP_S = 0.025, 0.010
 def encoder_frames(duration_s: float) -> int:
     """Encoder frames (40 ms) for ``duration_s`` of audio: fbank frames, then ``(T - 3) // 4``."""
     fbank_frames = 1 + int((duration_s - _WINDOW_S) / _HOP_S) if duration_s >= _WINDOW_S else 0
-    return max(((fbank_frames - 1) // 2 - 1) // 2, 0)
+    from speechkit.runtime.chunking import encoder_frames as frames_from_features
+
+    return frames_from_features(fbank_frames)
 
 
 def ctc_frames_needed(tokens: Sequence[int]) -> int:
@@ -259,11 +261,12 @@ class AsrDataModule(L.LightningDataModule):
         hp = self.hparams
         cuts = self.cuts(split)
         if split != "test":
-            cuts = cuts.filter(_CutFilter(self.tokenizer, hp.min_seconds, hp.max_seconds, max(speed_factors)))
+            cuts = cuts.filter(_CutFilter(self.tokenizer, min_seconds=hp.min_seconds, max_seconds=hp.max_seconds,
+                                          max_speed=max(speed_factors)))
         sampler = self._sampler(cuts, shuffle)
         if split == "train":
             sampler = _SizedSampler(sampler, self._count_batches(self._sampler(cuts, shuffle), split))
-        dataset = AsrDataset(self.tokenizer, self.sample_rate, speed_factors, hp.seed)
+        dataset = AsrDataset(self.tokenizer, sample_rate=self.sample_rate, speed_factors=speed_factors, seed=hp.seed)
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=hp.num_workers,
                           persistent_workers=False)
 

@@ -1,7 +1,8 @@
 """Decoding of model outputs, numpy only (shared by the torch side and the torch-free runtime).
 
 * :mod:`.ctc_decoding`: CTC greedy and prefix beam search (incremental, with token frames),
-  detokenisation from a token list, and word times.
+  detokenisation from a token list, word times, and :func:`ctc_text`, the one
+  log-probabilities-to-text rule behind every reported WER.
 """
 
 from speechkit.decoding.ctc_decoding import (
@@ -11,6 +12,7 @@ from speechkit.decoding.ctc_decoding import (
     WordTime,
     ctc_greedy_search,
     ctc_prefix_beam_search,
+    ctc_text,
     hypothesis_text,
     tokens_to_text,
     word_times,
@@ -18,5 +20,5 @@ from speechkit.decoding.ctc_decoding import (
 
 __all__ = [
     "CTCGreedyDecoder", "CTCHypothesis", "CTCPrefixBeamDecoder", "WordTime", "ctc_greedy_search",
-    "ctc_prefix_beam_search", "hypothesis_text", "tokens_to_text", "word_times",
+    "ctc_prefix_beam_search", "ctc_text", "hypothesis_text", "tokens_to_text", "word_times",
 ]

@@ -66,6 +66,18 @@ class CTCGreedyDecoder:
 
     Args:
         blank: blank id.
+
+    Example:
+        A stream of 5 frames over (blank, "a") in two chunks; best units 0 1 1 0 1 give "a a"
+        (the repeat in frames 1-2 merges, the blank in frame 3 separates):
+
+        >>> lp = np.log(np.array([[0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1], [0.1, 0.9]]))
+        >>> decoder = CTCGreedyDecoder()
+        >>> decoder.advance(lp[:2])
+        >>> decoder.advance(lp[2:])
+        >>> hyp = decoder.result()
+        >>> hyp.token_ids, hyp.token_frames, decoder.num_frames
+        ([1, 1], [1, 4], 5)
     """
 
     def __init__(self, blank: int = 0) -> None:
@@ -124,6 +136,18 @@ class CTCPrefixBeamDecoder:
         blank: blank id.
         token_candidates: units tried per frame, the most likely ones (default: ``beam_size``,
             as WeNet); the last unit of each prefix is always tried too.
+
+    Example:
+        Two frames with P(blank) = 0.6, P("a") = 0.4: the best single path is blank-blank
+        (0.36), but the prefix "a" sums three paths (a-a, a-blank, blank-a: 0.16 + 0.24 + 0.24):
+
+        >>> lp = np.log(np.array([[0.6, 0.4], [0.6, 0.4]]))
+        >>> ctc_greedy_search(lp).token_ids
+        []
+        >>> decoder = CTCPrefixBeamDecoder(beam_size=2)
+        >>> decoder.advance(lp)
+        >>> [(h.token_ids, round(float(np.exp(h.score)), 2)) for h in decoder.nbest()]
+        [([1], 0.64), ([], 0.36)]
     """
 
     def __init__(self, beam_size: int = 4, blank: int = 0, token_candidates: int | None = None) -> None:
@@ -204,6 +228,10 @@ def tokens_to_text(token_ids: Sequence[int], tokens: Sequence[str]) -> str:
         token_ids: unit ids.
         tokens: the pieces in id order (the tokenizer's ``tokens()`` / the ONNX ``tokens``
             metadata). Control pieces (``<blk>``, ``<unk>``) are dropped.
+
+    Example:
+        >>> tokens_to_text([1, 2, 3, 4], ["<blk>", "\u2581TUR", "N", "\u2581ON", "<unk>"])
+        'TURN ON'
     """
     text = "".join(tokens[i] for i in token_ids if not _is_control(tokens[i]))
     return " ".join(text.replace(WORD_BOUNDARY, " ").split())
@@ -239,6 +267,14 @@ def word_times(
     10 ms features); ``start_s`` is the frame of the word's first letters and ``end_s`` the end
     of its last piece's frame. A bare boundary piece only marks where a word begins: CTC often
     emits it early, in the silence before the word (seconds early after a pause).
+
+    Example:
+        "ON" has no boundary mark but comes 37 frames (1.5 s) after "N": a word of its own.
+
+        >>> hyp = CTCHypothesis(token_ids=[1, 2, 3], token_frames=[2, 3, 40])
+        >>> words = word_times(hyp, ["<blk>", "\u2581TUR", "N", "ON"])
+        >>> [(w.word, round(w.start_s, 2), round(w.end_s, 2)) for w in words]
+        [('TURN', 0.08, 0.16), ('ON', 1.6, 1.64)]
     """
     words: list[WordTime] = []
     new_word = True
@@ -265,5 +301,32 @@ def word_times(
 
 def hypothesis_text(hyp: CTCHypothesis, tokens: Sequence[str], word_gap_frames: int | None = WORD_GAP_FRAMES) -> str:
     """The words of :func:`word_times`, joined by spaces: :func:`tokens_to_text` plus the
-    pause rule (a long run of blanks ends a word). Used by every decoding path."""
+    pause rule (a long run of blanks ends a word). Used by every decoding path.
+
+    Example:
+        >>> hyp = CTCHypothesis(token_ids=[1, 2, 3], token_frames=[2, 3, 40])
+        >>> tokens = ["<blk>", "\u2581TUR", "N", "ON"]
+        >>> hypothesis_text(hyp, tokens), hypothesis_text(hyp, tokens, word_gap_frames=None)
+        ('TURN ON', 'TURNON')
+    """
     return " ".join(w.word for w in word_times(hyp, tokens, word_gap_frames=word_gap_frames))
+
+
+def ctc_text(log_probs: np.ndarray, tokens: Sequence[str], beam_size: int = 1) -> str:
+    """THE text rule of every WER speechkit reports: (T, V) log-probabilities -> words.
+
+    Greedy search for ``beam_size`` 1, else prefix beam search; then :func:`hypothesis_text`
+    (word-boundary marks plus the 0.8 s pause rule). Training-time validation WER,
+    ``speechkit eval-asr``, the int8 gate, the quickstart and the benchmarks all decode here,
+    so the checkpoint chosen by ``val/wer`` is the one with the best WER as the README quotes it.
+
+    Example:
+        >>> lp = np.log(np.array([[0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.1, 0.0, 0.9]]) + 1e-9)
+        >>> ctc_text(lp, ["<blk>", "\u2581HI", "\u2581YOU"])
+        'HI YOU'
+    """
+    if beam_size <= 1:
+        hyp = ctc_greedy_search(log_probs)
+    else:
+        hyp = ctc_prefix_beam_search(log_probs, beam_size=beam_size)[0]
+    return hypothesis_text(hyp, tokens)

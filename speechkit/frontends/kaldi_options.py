@@ -6,8 +6,8 @@ computes features with ``knf.OnlineFbank``. The dict layout is the one of
 ``knf.FbankOptions.as_dict()`` (nested ``frame_opts`` / ``mel_opts``), so the names are the
 kaldi-native-fbank (and Kaldi) option names.
 
-This module imports neither torch nor numpy: the runtime imports it without torch, and
-``kaldi_native_fbank`` is imported only inside :func:`knf_options_from_dict`.
+This module imports neither torch nor numpy. :func:`knf_options_from_dict` is the runtime's
+(:mod:`speechkit.runtime.fbank_options`, which may not import frontends), re-exported here.
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ def fbank_options_dict(
         ``{"frame_opts": {...}, "mel_opts": {...}, "use_energy": False, "energy_floor": ...,
         "use_log_fbank": True, "use_power": True}``: log mel energies of the power spectrum,
         no energy coefficient, as :class:`speechkit.frontends.Fbank` computes them.
+
+    Example:
+        >>> opts = fbank_options_dict(num_mel_bins=80)
+        >>> opts["frame_opts"]["samp_freq"], opts["frame_opts"]["frame_shift_ms"], opts["mel_opts"]["num_bins"]
+        (16000.0, 10.0, 80)
+        >>> import json
+        >>> json.loads(json.dumps(opts)) == opts  # plain JSON: it goes into the ONNX metadata
+        True
     """
     return {
         "frame_opts": {
@@ -86,23 +94,17 @@ def knf_options_from_dict(options: dict[str, Any]) -> Any:
     Raises:
         ValueError: a key that ``knf.FbankOptions`` does not have (a typo or a newer layout),
             named in the message.
+
+    Example:
+        >>> opts = knf_options_from_dict(fbank_options_dict(num_mel_bins=40, snip_edges=False))
+        >>> opts.mel_opts.num_bins, opts.frame_opts.snip_edges, opts.frame_opts.samp_freq
+        (40, False, 16000.0)
+        >>> knf_options_from_dict({"frame_opts": {"samp_frq": 8000}})
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown kaldi-native-fbank option 'frame_opts.samp_frq'
     """
-    import kaldi_native_fbank as knf  # lazy: the runtime may not need it at import time
+    # One implementation, in the torch-free runtime (which may not import frontends).
+    from speechkit.runtime.fbank_options import knf_options_from_dict as from_dict
 
-    opts = knf.FbankOptions()
-    for key, value in options.items():
-        if key in ("frame_opts", "mel_opts"):
-            if not isinstance(value, dict):
-                raise ValueError(f"fbank option {key!r} must be a dict, got {value!r}")
-            sub = getattr(opts, key)
-            for sub_key, sub_value in value.items():
-                _set_option(sub, f"{key}.{sub_key}", sub_key, sub_value)
-        else:
-            _set_option(opts, key, key, value)
-    return opts
-
-
-def _set_option(target: Any, full_name: str, name: str, value: Any) -> None:
-    if name.startswith("_") or callable(getattr(target, name, None)) or not hasattr(target, name):
-        raise ValueError(f"unknown kaldi-native-fbank option {full_name!r}")
-    setattr(target, name, value)
+    return from_dict(options)

@@ -26,10 +26,10 @@ from typing import Protocol
 
 import numpy as np
 
+from speechkit.decoding import ctc_text
 from speechkit.errors import AudioError, ModelFileError, SpeechkitError
+from speechkit.runtime.chunking import ENCODER_FRAME_MS as FRAME_MS
 
-#: Encoder frame length (ms): 10 ms features subsampled x4.
-FRAME_MS = 40
 #: Longest input transcribed in one piece (s). Full-context attention memory grows with the
 #: square of the length: 180 s is 4500 encoder frames, about 0.3 GB of attention weights per
 #: layer; an hour would need hundreds of GB.
@@ -139,15 +139,8 @@ def load_recognizer(path: str | Path) -> Recognizer:
     return LOADERS.get(path.suffix.lower(), _load_checkpoint)(path)
 
 
-def decode(log_probs: np.ndarray, tokens: Sequence[str], beam_size: int = 1) -> str:
-    """(T', V) log-probabilities -> text (greedy for ``beam_size`` 1, else prefix beam search)."""
-    from speechkit.decoding import ctc_greedy_search, ctc_prefix_beam_search, hypothesis_text
-
-    if beam_size <= 1:
-        hyp = ctc_greedy_search(log_probs)
-    else:
-        hyp = ctc_prefix_beam_search(log_probs, beam_size=beam_size)[0]
-    return hypothesis_text(hyp, tokens)
+#: (T', V) log-probabilities -> text: the one text rule (:func:`speechkit.decoding.ctc_text`).
+decode = ctc_text
 
 
 def length_batches(lengths: Sequence[int], max_batch_samples: int) -> list[list[int]]:

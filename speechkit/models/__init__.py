@@ -5,5 +5,8 @@
 
 Families never import each other; anything two families need lives in ``models/nn``.
 Classifiers take front-end features ``(B, T, F)`` and return logits ``(B, num_classes)``;
-sequence models follow ``forward(x, x_lens) -> (y, y_lens)`` (see ARCHITECTURE.md).
+sequence models follow ``forward(x, x_lens) -> (y, y_lens)`` (see docs/ARCHITECTURE.md).
+``forward`` has that one return type; per-layer activations (hidden states, attention Q, K, V
+for distillation) come from ``extract_features(...)``, which returns a small dataclass
+(:class:`~speechkit.models.asr.EncoderFeatures`, :class:`~speechkit.models.kws.ClassifierFeatures`).
 """

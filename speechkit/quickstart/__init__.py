@@ -1,4 +1,10 @@
-"""``speechkit quickstart``: the main jobs, end to end on synthetic speech, with no downloads."""
+"""``speechkit quickstart``: the main jobs, end to end on synthetic speech, with no downloads.
+
+Each module of this package is one variant and declares it as a module-level ``QUICKSTART =``
+:class:`speechkit.plugins.Subcommand` (``speechkit quickstart kws|asr``); the lowest ``order``
+runs when none is named. Quickstarts train through :func:`speechkit.tasks.training.lightning_cli`
+and run demos through :func:`speechkit.runtime.demo.run_demo`, never through ``speechkit.cli``.
+"""
 
 from __future__ import annotations
 

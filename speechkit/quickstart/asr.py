@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechkit.plugins import Subcommand
 from speechkit.quickstart import new_run_dir, recipe_path, timed
 
 RECIPE = "synthetic/asr/commands.yaml"
@@ -180,7 +181,7 @@ def _tokenizer(opts: AsrQuickstartOptions, run_dir: Path, manifests: Path) -> Pa
 
 
 def _train(opts: AsrQuickstartOptions, run_dir: Path, manifests: Path, tokenizer_path: Path) -> tuple[Path, int]:
-    from speechkit.cli.lightning_cli import run_lightning_cli
+    from speechkit.tasks.training import lightning_cli
 
     args = [
         "--config", str(recipe_path(RECIPE)),
@@ -193,7 +194,7 @@ def _train(opts: AsrQuickstartOptions, run_dir: Path, manifests: Path, tokenizer
         "--seed_everything", str(opts.seed),
     ]
     with timed(opts.timings, "train"):
-        cli = run_lightning_cli(args, run=False)
+        cli = lightning_cli(args, run=False)
         num_params = sum(p.numel() for p in cli.model.parameters())
         _say(f"training the xs Conformer-CTC ({num_params / 1e6:.2f} M parameters) for {opts.epochs} epochs ...")
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -202,8 +203,8 @@ def _train(opts: AsrQuickstartOptions, run_dir: Path, manifests: Path, tokenizer
 
 
 def _evaluate(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) -> list[dict]:
-    from speechkit.inference.asr import DecodeOptions, evaluate, load_recognizer, read_eval_set
     from speechkit.fileio import write_json_atomic
+    from speechkit.inference.asr import DecodeOptions, evaluate, load_recognizer, read_eval_set
 
     results = []
     with timed(opts.timings, "decode"):
@@ -221,7 +222,9 @@ def _evaluate(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Pa
 def _ship(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) -> dict:
     """Export the streaming artifact (+ int8, gated on held-out WER), then run the demo on a
     recording of held-out voices and score its final results against the reference."""
-    from speechkit.export.asr_export import Int8WerError, export_asr, write_int8
+    from speechkit.export.asr_export import export_asr
+    from speechkit.export.asr_int8 import write_int8
+    from speechkit.export.gate import QualityGateError
 
     onnx_path = run_dir / "asr.onnx"
     with timed(opts.timings, "export"):
@@ -229,7 +232,7 @@ def _ship(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) 
         report = export_asr(ckpt, onnx_path, streaming=True, chunk_ms=SHIP_CHUNK_MS)
         try:  # the int8 model is kept only if it passes the WER gate on the held-out voices
             int8 = write_int8(onnx_path, heldout)
-        except Int8WerError as exc:  # keep going with fp32: the gate's message says why
+        except QualityGateError as exc:  # keep going with fp32: the gate's message says why
             _say(f"int8 model not written: {exc}")
             int8 = None
     gate = int8 and int8["gate"]
@@ -237,7 +240,8 @@ def _ship(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) 
         "onnx": {"path": str(onnx_path), "size_bytes": report["size_bytes"], "parity_max_diff": report["parity_max_diff"]},
         "int8": None if not int8 else {
             "path": int8["path"], "size_bytes": int8["size_bytes"],
-            "fp32_wer": gate and gate["fp32_wer"], "int8_wer": gate and gate["int8_wer"]},
+            # WER fractions, as the rest of the summary (the gate reports percent)
+            "fp32_wer": gate and gate["fp32"] / 100, "int8_wer": gate and gate["int8"] / 100},
     }
     with timed(opts.timings, "demo"):
         out["demo"] = _demo(opts, run_dir, onnx_path, heldout)
@@ -245,18 +249,18 @@ def _ship(opts: AsrQuickstartOptions, run_dir: Path, ckpt: Path, heldout: Path) 
 
 
 def _demo(opts: AsrQuickstartOptions, run_dir: Path, onnx_path: Path, heldout: Path) -> dict:
-    """``speechkit demo asr --input demo.wav`` (a subprocess, as a user runs it) on held-out
+    """``speechkit demo asr --input demo.wav`` (:func:`speechkit.runtime.demo.run_demo`) on held-out
     utterances joined by pauses longer than the endpoint's trailing silence."""
-    import subprocess
-    import sys
+    import contextlib
+    import io
 
     import numpy as np
 
-    from speechkit.metrics.wer import corpus_word_errors
     from speechkit.audio import save_audio
     from speechkit.data.manifests import read_cuts
-    from speechkit.errors import SpeechkitError
     from speechkit.fileio import write_text_atomic
+    from speechkit.metrics.wer import corpus_word_errors
+    from speechkit.runtime.demo import run_demo
     from speechkit.text import normalize_text
 
     sr = 16000
@@ -274,12 +278,13 @@ def _demo(opts: AsrQuickstartOptions, run_dir: Path, onnx_path: Path, heldout: P
     write_text_atomic(run_dir / "demo_reference.txt", "\n".join(references) + "\n")
     _say(f"speechkit demo asr --model {onnx_path.name} --input {wav.name}  ({len(chosen)} utterances, "
          f"{len(chosen)} held-out voices)")
-    proc = subprocess.run([sys.executable, "-m", "speechkit", "demo", "asr", "--model", str(onnx_path),
-                           "--input", str(wav)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SpeechkitError(f"speechkit demo asr failed: {proc.stderr.strip().splitlines()[-1:]}")
-    write_text_atomic(run_dir / "demo_output.jsonl", proc.stdout)
-    finals = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    output = io.StringIO()
+    # stdout as a user's pipe would get it; no live line (a user's `> file` has none either)
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(io.StringIO()):
+        run_demo("asr", ["--model", str(onnx_path), "--input", str(wav)])
+    stdout = output.getvalue()
+    write_text_atomic(run_dir / "demo_output.jsonl", stdout)
+    finals = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     for final, ref in zip(finals, references + [""] * len(finals)):
         print(f"    {final['time']:6.2f} s  {final['text']!r:<48}  (said: {ref!r})")
     # Score the words of all finals against all references: an endpoint in the wrong place
@@ -337,4 +342,12 @@ def _say(text: str) -> None:
     print(f"[quickstart asr] {text}", flush=True)
 
 
-__all__ = ["AsrQuickstartOptions", "main", "run", "write_heldout_manifest"]
+QUICKSTART = Subcommand(
+    "asr", "synthesize speech, train, decode and ship a streaming command recognizer",
+    lambda parser: None, main,
+    description="Synthesize a LibriSpeech-style corpus of spoken commands, train a CTC conformer, decode "
+    "held-out voices at full context and in chunks, export a streaming ONNX model and run the live demo.",
+    order=20,
+)
+
+__all__ = ["AsrQuickstartOptions", "QUICKSTART", "main", "run", "write_heldout_manifest"]

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechkit.plugins import Subcommand
 from speechkit.quickstart import new_run_dir, recipe_path, timed
 
 DEFAULT_KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -105,7 +106,7 @@ def unknown_material(keywords, seed: int, num_phrases: int = 30) -> list[str]:
 
 
 def _train(opts: QuickstartOptions, run_dir: Path, manifests: Path) -> tuple[Path, float, int]:
-    from speechkit.cli.lightning_cli import run_lightning_cli
+    from speechkit.tasks.training import lightning_cli
 
     args = [
         "--config", str(recipe_path("synthetic/kws/config.yaml")),
@@ -123,7 +124,7 @@ def _train(opts: QuickstartOptions, run_dir: Path, manifests: Path) -> tuple[Pat
         # worker takes the second core; two threads collapse when other work shares the CPU.
         torch.set_num_threads(1)
     with timed(opts.timings, "train"):
-        cli = run_lightning_cli(args, run=False)
+        cli = lightning_cli(args, run=False)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     with timed(opts.timings, "test"):
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
@@ -135,7 +136,8 @@ def _train(opts: QuickstartOptions, run_dir: Path, manifests: Path) -> tuple[Pat
 def _ship(opts: QuickstartOptions, run_dir: Path, ckpt: Path, manifests: Path) -> dict:
     """Export to ONNX (+ int8), calibrate thresholds on negative speech, run the detector and
     the demo over a stream spoken by voices held out of training, and score it."""
-    from speechkit.export.kws_export import Int8AccuracyError, KwsExportOptions, export_kws_artifacts
+    from speechkit.export.clip_classifier import ClipExportOptions, export_clip_artifacts
+    from speechkit.export.gate import QualityGateError
     from speechkit.export.onnx_export import checkpoint_model_config
     from speechkit.tasks import load_task
 
@@ -144,10 +146,10 @@ def _ship(opts: QuickstartOptions, run_dir: Path, ckpt: Path, manifests: Path) -
     with timed(opts.timings, "export"):
         task = load_task(ckpt, expected=("kws",))
         try:
-            result = export_kws_artifacts(
-                task, onnx_path, KwsExportOptions(int8=True), model_config=checkpoint_model_config(ckpt), log=_say,
+            result = export_clip_artifacts(
+                task, onnx_path, ClipExportOptions(int8=True), model_config=checkpoint_model_config(ckpt), log=_say,
             )
-        except Int8AccuracyError as exc:  # the fp32 file is written before the int8 gate runs
+        except QualityGateError as exc:  # the fp32 file is written before the int8 gate runs
             _say(f"int8 model not kept: {exc}")
             result = {"onnx": onnx_path, "int8": None}
     out["onnx"] = str(result["onnx"])
@@ -156,7 +158,7 @@ def _ship(opts: QuickstartOptions, run_dir: Path, ckpt: Path, manifests: Path) -
         out["onnx_int8"] = str(result["int8"])
         out["onnx_int8_kb"] = round(Path(result["int8"]).stat().st_size / 1024, 1)
         report = result["int8_report"]
-        out["int8_accuracy"] = report.int8_accuracy
+        out["int8_accuracy"] = report.int8 / 100.0  # the gate works in percent
     with timed(opts.timings, "stream"):
         out.update(_stream_eval(opts, run_dir, onnx_path))
     return out
@@ -166,11 +168,11 @@ def _stream_eval(opts: QuickstartOptions, run_dir: Path, onnx_path: Path) -> dic
     import contextlib
 
     from speechkit.audio import save_audio
-    from speechkit.cli.main import main as cli_main
     from speechkit.data.synth.speech_commands import keyword_folder
     from speechkit.data.synth.stream import synth_keyword_stream, synth_negative_stream, write_stream
     from speechkit.data.synth.voices import sample_speakers
     from speechkit.runtime.calibrate import calibrate
+    from speechkit.runtime.demo import run_demo
     from speechkit.runtime.eval_stream import evaluate_stream
 
     # Voices drawn with another seed: accent/variant/pitch/rate combinations unseen in training.
@@ -191,7 +193,7 @@ def _stream_eval(opts: QuickstartOptions, run_dir: Path, onnx_path: Path) -> dic
     _say(f"demo: speechkit demo kws --model {onnx_path} --input {wav}")
     detections = run_dir / "demo_detections.jsonl"
     with open(detections, "w") as handle, contextlib.redirect_stdout(handle):
-        cli_main(["demo", "kws", "--model", str(onnx_path), "--input", str(wav)])
+        run_demo("kws", ["--model", str(onnx_path), "--input", str(wav)])
     for line in detections.read_text().splitlines()[:3]:
         print(f"    {line}")
     return {
@@ -237,4 +239,37 @@ def _say(text: str) -> None:
     print(f"[quickstart] {text}", flush=True)
 
 
-__all__ = ["QuickstartOptions", "run", "DEFAULT_KEYWORDS"]
+def add_arguments(p) -> None:
+    """The KWS quickstart's own options (besides ``--out``, ``--speakers``, ``--epochs``, ``--seed``)."""
+    p.add_argument("--keywords", default=None, help="comma-separated keywords (default: the 10 Speech Commands words)")
+    p.add_argument("--stream-keywords", type=int, default=None, help="keyword occurrences in the test stream (default 40)")
+
+
+def main(args) -> int:
+    """``speechkit quickstart [kws]`` (arguments from :mod:`speechkit.cli.quickstart_cmd`)."""
+    from speechkit.errors import SpeechkitError
+
+    opts = QuickstartOptions(seed=args.seed, out=args.out)
+    if getattr(args, "keywords", None):
+        words = tuple(w.strip().lower() for w in args.keywords.split(",") if w.strip())
+        if not words:
+            raise SpeechkitError("--keywords: give at least one keyword")
+        opts.keywords = words
+    if getattr(args, "speakers", None) is not None:
+        opts.speakers = args.speakers
+    if getattr(args, "epochs", None) is not None:
+        opts.epochs = args.epochs
+    if getattr(args, "stream_keywords", None) is not None:
+        opts.stream_keywords = args.stream_keywords
+    run(opts)
+    return 0
+
+
+QUICKSTART = Subcommand(
+    "kws", "synthesize speech, train, test, export and stream a keyword spotter", add_arguments, main,
+    description="Synthesize a Speech Commands-style corpus with espeak-ng, train BC-ResNet-1, test it on "
+    "held-out voices, export it to ONNX and run the streaming detector over a synthesized stream.",
+    order=10,
+)
+
+__all__ = ["QuickstartOptions", "run", "main", "DEFAULT_KEYWORDS", "QUICKSTART"]

@@ -1,7 +1,11 @@
 """On-device runtime: numpy + onnxruntime only; what a phone app mirrors. Never imports torch.
 
-* :mod:`speechkit.runtime.model`: load and validate exported ONNX artifacts (``KwsModel``).
-* :mod:`speechkit.runtime.kws`: the streaming ``KeywordDetector``.
+* :mod:`speechkit.runtime.artifact`: ``ArtifactSpec`` and ``open_artifact``, the one place that
+  opens an exported ONNX file and validates its names and metadata.
+* :mod:`speechkit.runtime.classifier`: ``ClipClassifier``, any clip-classifier artifact
+  (``kws``, ``scene``, ...): whole files, windowed and averaged.
+* :mod:`speechkit.runtime.kws`: ``KwsModel`` (a ``kws`` clip classifier) and the streaming
+  ``KeywordDetector``.
 * :mod:`speechkit.runtime.audio`: file / raw PCM sources, mixing and resampling of chunks.
 * :mod:`speechkit.runtime.calibrate`: thresholds that meet a false-alarm budget.
 * :mod:`speechkit.runtime.eval_stream`: recall and false alarms per hour, DET curve.
@@ -14,7 +18,11 @@ Example::
     print(detector.accept_waveform(samples, 48000))
 """
 
-from speechkit.runtime.kws import KeywordDetector, keyword_labels, thresholds_path
-from speechkit.runtime.model import KwsModel, open_onnx
+from speechkit.runtime.artifact import Artifact, ArtifactSpec, open_artifact
+from speechkit.runtime.classifier import CLIP_CLASSIFIER_SPEC, ClipClassifier
+from speechkit.runtime.kws import KeywordDetector, KwsModel, keyword_labels, thresholds_path
 
-__all__ = ["KeywordDetector", "KwsModel", "keyword_labels", "open_onnx", "thresholds_path"]
+__all__ = [
+    "CLIP_CLASSIFIER_SPEC", "Artifact", "ArtifactSpec", "ClipClassifier", "KeywordDetector", "KwsModel",
+    "keyword_labels", "open_artifact", "thresholds_path",
+]

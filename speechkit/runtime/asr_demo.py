@@ -12,22 +12,22 @@ Usage::
     speechkit demo asr --model asr.onnx --input recording.wav --partials
     sox in.wav -t raw -r 16000 -e signed -b 16 -c 1 - | speechkit demo asr --model asr.onnx --input -
 
-The input options (``--input``, ``--rate``, ``--channels``, ``--device``) are the KWS demo's
-(:func:`speechkit.cli.runtime_cmd.add_input_arguments`).
+The input options (``--input``, ``--rate``, ``--channels``, ``--device``) and the live line are
+every demo's (:mod:`speechkit.runtime.demo`); ``DEMO_MODE`` below makes this ``speechkit demo asr``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from speechkit.plugins import Subcommand
+from speechkit.runtime.demo import StatusLine, add_input_arguments, pump_input
 
 
 def add_demo_asr_args(p: argparse.ArgumentParser) -> None:
     """The ``demo asr`` options: model, decoding, endpoint rules, partials, and the input."""
-    from speechkit.cli.runtime_cmd import add_input_arguments
-
     p.add_argument("--model", required=True, type=Path, help="streaming ASR .onnx from `speechkit export --streaming`")
     p.add_argument("--partials", action="store_true", help="also print partial results ({\"final\": false})")
     p.add_argument("--decoding", choices=("greedy", "beam"), default="greedy", help="CTC search (default greedy)")
@@ -43,7 +43,6 @@ def add_demo_asr_args(p: argparse.ArgumentParser) -> None:
 
 def run_demo_asr(args: argparse.Namespace) -> int:
     """Stream the input through :class:`~speechkit.runtime.asr.StreamingRecognizer`; JSON lines out."""
-    from speechkit.cli.runtime_cmd import pump_input
     from speechkit.errors import SpeechkitError
     from speechkit.runtime.asr import StreamingRecognizer
     from speechkit.runtime.endpoint import EndpointConfig
@@ -51,50 +50,26 @@ def run_demo_asr(args: argparse.Namespace) -> int:
     if args.beam_size < 1 or args.threads < 1:
         raise SpeechkitError(f"--beam-size and --threads must be at least 1, got {args.beam_size} and {args.threads}")
     endpoint = EndpointConfig.from_seconds(args.trailing_silence, args.no_speech_silence, args.max_utterance)
-    live = sys.stderr.isatty()
+    out = StatusLine()
     recognizer = StreamingRecognizer(
-        args.model, args.decoding, args.beam_size, endpoint, partials=args.partials or live, num_threads=args.threads,
+        args.model, args.decoding, args.beam_size, endpoint, partials=args.partials or out.live,
+        num_threads=args.threads,
     )
-    display = LiveLine(sys.stderr) if live else None
     return pump_input(
         args,
-        lambda block, rate: _emit(recognizer.accept_waveform(block, rate), args.partials, display),
-        lambda: _emit(recognizer.input_finished(), args.partials, display),
-        display,
+        lambda block, rate: _emit(recognizer.accept_waveform(block, rate), args.partials, out),
+        lambda: _emit(recognizer.input_finished(), args.partials, out),
+        out,
     )
 
 
-def _emit(results, partials: bool, display: LiveLine | None) -> None:
+def _emit(results, partials: bool, out: StatusLine) -> None:
+    """Final results (and partials when asked) as JSON lines; the partial text on the live line."""
     for result in results:
         if result.final or partials:
-            if display is not None:
-                display.clear()
-            print(json.dumps(result.to_dict()), flush=True)
-        if display is not None and not result.final:
-            display.update(result.text)
-
-
-class LiveLine:
-    """One self-overwriting stderr line with the current partial text (its last 100 characters)."""
-
-    def __init__(self, stream) -> None:
-        self.stream = stream
-        self._width = 0
-
-    def update(self, text: str) -> None:
-        line = "... " + text[-100:]
-        self._width = max(self._width, len(line))
-        self.stream.write("\r" + line.ljust(self._width))
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
-            self._width = 0
-
-    def close(self) -> None:
-        self.clear()
+            out.emit(result.to_dict())
+        if not result.final:
+            out.update("... " + result.text[-100:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+DEMO_MODE = Subcommand(
+    "asr", "streaming speech recognition with an ASR .onnx: one JSON line per final result",
+    add_demo_asr_args, run_demo_asr, order=20,
+)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import numpy as np
 
 from speechkit.errors import ModelFileError, SpeechkitError
 from speechkit.runtime.audio import StreamConverter
-from speechkit.runtime.model import KwsModel
+from speechkit.runtime.classifier import ClipClassifier
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_HOP_MS = 100.0
@@ -48,6 +48,26 @@ FILLER_NAMES = frozenset({"silence", "unknown", "background", "noise", "filler",
 #: webrtcvad frame length (ms); it accepts 10, 20 or 30.
 VAD_FRAME_MS = 30
 VAD_RATES = (8000, 16000, 32000, 48000)
+
+
+#: ``speechkit.task`` of keyword-spotting artifacts (a clip classifier).
+KWS_TASK = "kws"
+
+
+class KwsModel(ClipClassifier):
+    """A clip-classifier artifact whose task is ``kws`` (another task, e.g. a scene model, is refused).
+
+    Args:
+        path: ``.onnx`` file made by ``speechkit export``.
+        num_threads: onnxruntime intra-op threads.
+
+    Raises:
+        ModelFileError: see :class:`~speechkit.runtime.classifier.ClipClassifier`; a model of
+            another task gives ``"is a 'scene' model, expected 'kws'"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+        super().__init__(path, tasks=(KWS_TASK,), num_threads=num_threads)
 
 
 def keyword_labels(labels: Sequence[str]) -> list[str]:
@@ -286,7 +306,8 @@ class KeywordDetector:
     """Streaming keyword detector over any chunk size, sample rate and channel count.
 
     Args:
-        model: ``.onnx`` path or a loaded :class:`KwsModel`.
+        model: ``.onnx`` path (opened as a :class:`KwsModel`: task ``kws``) or a loaded
+            :class:`~speechkit.runtime.classifier.ClipClassifier`.
         thresholds: one number for every keyword, ``{keyword: number}`` for some, or ``None``.
             Keywords not given here take the calibrated value from ``<model>.thresholds.json``
             when it exists (see :func:`thresholds_path`), else :data:`DEFAULT_THRESHOLD`.
@@ -306,7 +327,7 @@ class KeywordDetector:
 
     def __init__(
         self,
-        model: str | os.PathLike | KwsModel,
+        model: str | os.PathLike | ClipClassifier,
         thresholds: float | Mapping[str, float] | None = None,
         hop_ms: float | None = None,
         smoothing: int | None = None,
@@ -316,7 +337,7 @@ class KeywordDetector:
         num_threads: int = 1,
         thresholds_file: bool = True,
     ) -> None:
-        self.model = model if isinstance(model, KwsModel) else KwsModel(model, num_threads)
+        self.model = model if isinstance(model, ClipClassifier) else KwsModel(model, num_threads)
         self.keywords = list(keywords) if keywords is not None else keyword_labels(self.model.labels)
         unknown = [k for k in self.keywords if k not in self.model.labels]
         if unknown or not self.keywords:

@@ -5,7 +5,8 @@ V units (blank = 0).
 
 Training draws an attention chunk size per batch (dynamic chunk training, WeNet U2, Zhang et
 al. 2020, arXiv 2012.05481), so one model decodes at full context and at several latencies.
-Validation reports the word error rate twice: ``val/wer`` at full context (it picks the best
+Validation reports the word error rate twice, decoding as ``speechkit eval-asr`` does
+(:func:`speechkit.decoding.ctc_text`): ``val/wer`` at full context (it picks the best
 checkpoint) and ``val/wer_chunk<C>`` with chunks of ``decode_chunk_size`` encoder frames
 (8 frames = 320 ms), the streaming setting. The optimizer, warm-up/decay schedule,
 checkpointing and logging come from :class:`speechkit.tasks.base.SpeechTask`; gradient
@@ -17,10 +18,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from speechkit.metrics.wer import WordErrorRate
 from speechkit.data.asr_datamodule import pad_waveforms
+from speechkit.decoding import ctc_text
 from speechkit.errors import SpeechkitError
 from speechkit.losses.ctc import CTCLoss
+from speechkit.metrics.wer import WordErrorRate
 from speechkit.models.asr import CTCHead, DynamicChunk
 from speechkit.tasks.base import OptimConfig, SpeechTask
 
@@ -51,6 +53,11 @@ class AsrCtcTask(SpeechTask):
     task_name = "asr-ctc"
     monitor = "val/wer"
     monitor_mode = "min"
+    data_links = (
+        ("data.vocab_size", "model.init_args.vocab_size"),
+        ("data.tokenizer_path", "model.init_args.tokenizer_path"),
+        ("data.sample_rate", "model.init_args.sample_rate"),
+    )
 
     def __init__(
         self,
@@ -128,13 +135,12 @@ class AsrCtcTask(SpeechTask):
         return loss, stats
 
     def greedy_texts(self, log_probs: Tensor, lens: Tensor) -> list[str]:
-        """Best-path decoding: argmax per frame, repeats merged, blanks dropped, pieces joined."""
-        best = log_probs.argmax(dim=-1).cpu()
-        texts = []
-        for ids, n in zip(best, lens.tolist()):
-            ids = torch.unique_consecutive(ids[:n])
-            texts.append(self.tokenizer.decode(ids[ids != self.tokenizer.blank_id].tolist()))
-        return texts
+        """(B, T', V) log-probabilities, int64 (B,) -> texts, by the one text rule of every
+        reported WER (:func:`speechkit.decoding.ctc_text`: greedy search, word marks and the
+        0.8 s pause rule), so ``val/wer`` equals ``speechkit eval-asr`` on the same audio."""
+        tokens = self.tokenizer.tokens()
+        log_probs = log_probs.detach().float().cpu().numpy()
+        return [ctc_text(lp[: int(n)], tokens) for lp, n in zip(log_probs, lens.tolist())]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         super().validation_step(batch, batch_idx)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import lightning as L
 import torch
@@ -76,6 +76,11 @@ class SpeechTask(L.LightningModule):
     task_name: str = ""
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    #: ``(source on the data module, target in the task)`` pairs that ``speechkit fit`` links at
+    #: instantiation (jsonargparse ``link_arguments``), e.g. ``("data.labels",
+    #: "model.init_args.labels")``: values the data module knows are not repeated in the recipe.
+    #: Read along the MRO, so a subclass inherits its family's links or declares its own.
+    data_links: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, optim: OptimConfig | None = None) -> None:
         super().__init__()

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
+from speechkit.errors import SpeechkitError
 from speechkit.losses.classification import CrossEntropyLoss
+from speechkit.metrics.classification import ClassificationMetrics
 from speechkit.tasks.base import OptimConfig, SpeechTask
 
 
@@ -27,14 +28,27 @@ class ClassificationTask(SpeechTask):
         clip_samples: clip length the model expects (samples); exported into the ONNX metadata.
         task_name: ``kws`` or ``scene``; selects the ONNX artifact kind.
         optim: optimizer and schedule.
+        groups: names of the example groups (e.g. recording devices) that per-group test
+            accuracy is reported for (``test/acc_<group>``); ``None``: the data module's
+            ``groups`` at test time, if it has any.
 
     Batches are dicts with ``audio`` (B, S) float32, ``audio_lens`` (B,) int64 and ``labels``
-    (B,) int64; optional ``groups`` (list of str, e.g. the recording device) gives per-group
-    test accuracy.
+    (B,) int64; optional ``groups`` ((B,) int64 indices into ``groups``, or B group names)
+    gives per-group test accuracy.
+
+    Test metrics (``test/acc``, ``test/acc_<group>``, the confusion matrix in
+    ``test_confusion`` and ``<log_dir>/confusion_matrix.png``) are torchmetrics counts summed
+    over all processes, so under DDP they describe the whole test set.
     """
 
     monitor = "val/acc"
     monitor_mode = "max"
+    data_links = (
+        ("data.labels", "model.init_args.labels"),
+        ("data.num_classes", "model.init_args.model.init_args.num_classes"),
+        ("data.sample_rate", "model.init_args.sample_rate"),
+        ("data.clip_samples", "model.init_args.clip_samples"),
+    )
 
     def __init__(
         self,
@@ -47,6 +61,7 @@ class ClassificationTask(SpeechTask):
         clip_samples: int = 16000,
         task_name: str = "kws",
         optim: OptimConfig | None = None,
+        groups: list[str] | None = None,
     ) -> None:
         super().__init__(optim)
         self.save_config(["model", "frontend", "loss", "specaugment"])
@@ -58,9 +73,9 @@ class ClassificationTask(SpeechTask):
         self.sample_rate = int(sample_rate)
         self.clip_samples = int(clip_samples)
         self.task_name = task_name
-        self._test_preds: list[Tensor] = []
-        self._test_targets: list[Tensor] = []
-        self._test_groups: list[str] = []
+        self.groups = list(groups) if groups is not None else None
+        self.test_metrics: ClassificationMetrics | None = None
+        self.test_confusion: Tensor | None = None
 
     def forward(self, audio: Tensor, audio_lens: Tensor | None = None) -> Tensor:
         """Eval path: audio (B, S) float32 in [-1, 1] -> logits (B, C)."""
@@ -74,33 +89,47 @@ class ClassificationTask(SpeechTask):
         loss, stats = self.loss_fn(logits, batch)
         preds = logits.argmax(dim=-1)
         stats = dict(stats)
-        stats["acc"] = (preds == batch["labels"]).float().mean()
-        if stage == "test":
-            self._test_preds.append(preds.detach().cpu())
-            self._test_targets.append(batch["labels"].detach().cpu())
-            self._test_groups.extend(batch.get("groups", []))
+        if stage == "test":  # test/acc comes from the synced counts at the epoch end
+            if self.test_metrics is None:  # a test step outside Lightning's test loop
+                self.on_test_epoch_start()
+            self.test_metrics.update(preds, batch["labels"], batch.get("groups"))
+        else:
+            stats["acc"] = (preds == batch["labels"]).float().mean()
         return loss, stats
 
     def on_test_epoch_start(self) -> None:
-        self._test_preds, self._test_targets, self._test_groups = [], [], []
+        # Built here, on every process, so that each one takes part in the sync at the end
+        # even with no test batch of its own.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        num_classes = (len(self.labels) or getattr(self.model, "num_classes", 0)
+                       or getattr(datamodule, "num_classes", 0))
+        if not num_classes:
+            raise SpeechkitError(
+                "ClassificationTask: cannot tell the number of classes for the test metrics; "
+                "pass labels (linked from the data module by `speechkit fit`) or use a model "
+                "with a num_classes attribute"
+            )
+        groups = self.groups
+        if groups is None:
+            groups = list(getattr(datamodule, "groups", None) or [])
+        self.test_metrics = ClassificationMetrics(num_classes, groups).to(self.device)
 
     def on_test_epoch_end(self) -> None:
-        if not self._test_preds:
+        report = self.test_metrics.compute()  # sums the counts of all processes
+        self.test_confusion = report.confusion
+        if report.num_examples == 0:
             return
-        preds = torch.cat(self._test_preds)
-        targets = torch.cat(self._test_targets)
-        num_classes = max(len(self.labels), int(targets.max()) + 1, int(preds.max()) + 1)
-        confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-        confusion.index_put_((targets, preds), torch.ones_like(targets), accumulate=True)
-        self.test_confusion = confusion
-        if len(self._test_groups) == len(targets):
-            for group in sorted(set(self._test_groups)):
-                mask = torch.tensor([g == group for g in self._test_groups])
-                acc = (preds[mask] == targets[mask]).float().mean()
-                self.log(f"test/acc_{group}", acc, sync_dist=False)
-        if self.trainer is not None and self.trainer.is_global_zero and self.trainer.log_dir:
-            names = self.labels or [str(i) for i in range(num_classes)]
-            save_confusion_png(confusion, names, Path(self.trainer.log_dir) / "confusion_matrix.png")
+        # Every process holds the same (already summed) figures; "max" over processes keeps them
+        # exact and tells Lightning they are synced.
+        self.log("test/acc", report.accuracy, prog_bar=True, sync_dist=True, reduce_fx="max")
+        for group, acc in report.group_accuracy.items():
+            self.log(f"test/acc_{group}", acc, sync_dist=True, reduce_fx="max")
+        if self._trainer is None:
+            return
+        log_dir = self.trainer.log_dir  # a collective under DDP: every process must ask
+        if self.trainer.is_global_zero and log_dir:
+            names = self.labels or [str(i) for i in range(report.confusion.shape[0])]
+            save_confusion_png(report.confusion, names, Path(log_dir) / "confusion_matrix.png")
 
 
 def save_confusion_png(confusion: Tensor, labels: list[str], path: Path) -> None:

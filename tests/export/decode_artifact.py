@@ -25,6 +25,12 @@ def fbank_options(spec: dict) -> knf.FbankOptions:
     return opts
 
 
+def chunk_windows(num_frames: int, chunk: int, shift: int, subsampling: int) -> list[tuple[int, int]]:
+    """Feature windows [start, end) of the encoder calls; a last window needs chunk-shift+subsampling frames."""
+    starts = range(0, max(num_frames - (chunk - shift + subsampling) + 1, 0), shift)
+    return [(start, min(start + chunk, num_frames)) for start in starts]
+
+
 def transcribe(model_path: str, wav_path: str) -> str:
     session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
@@ -39,13 +45,11 @@ def transcribe(model_path: str, wav_path: str) -> str:
     fbank.input_finished()
     feats = np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)]).astype(np.float32)
     best = []  # most likely unit per 40 ms frame, over the whole stream
-    for start in range(0, max(len(feats) - 6, 0), shift):  # a last chunk needs >= 7 frames
-        feeds = {"features": feats[None, start : start + chunk]}
+    for start, end in chunk_windows(len(feats), chunk, shift, int(meta["subsampling"])):
+        feeds = {"features": feats[None, start:end]}
         feeds.update({f"cache_{i}": state for i, state in enumerate(states)})
         log_probs, *states = session.run(None, feeds)
         best += log_probs[0].argmax(axis=1).tolist()
-        if start + chunk >= len(feats):
-            break
     ids = [t for i, t in enumerate(best) if t != 0 and (i == 0 or t != best[i - 1])]  # CTC collapse
     pieces = [tokens[i] for i in ids if not (tokens[i].startswith("<") and tokens[i].endswith(">"))]
     return " ".join("".join(pieces).replace("\u2581", " ").split())  # "▁" starts a word

@@ -92,7 +92,10 @@ def test_streaming_artifact_with_carried_states_equals_masked_forward(streaming)
     assert streaming.report["parity_max_diff"] <= 1e-4
     encoder, head = streaming.task.encoder, streaming.task.ctc_head
     model = AsrModel(streaming.path)
-    for frames in (233, 250, 19, 7):  # over the 12-frame left context; not multiples of the 16-frame shift
+    # Every end condition of the chunk schedule (19-frame windows every 16): one window (7, 19), a
+    # full last window (35), 3..6 frames left over (38: no last window), a 7-frame last window (39),
+    # and streams over the 12-frame left context that are not multiples of the shift (233, 250).
+    for frames in (233, 250, 19, 7, 35, 38, 39):
         feats = features(frames, seed=frames)
         with torch.no_grad():
             enc, enc_lens = encoder(feats, torch.tensor([frames]), chunk_size=4, left_chunks=3)
@@ -130,17 +133,22 @@ def test_int8_and_ort_files(streaming):
 
 
 def test_int8_gate_refuses_a_wer_rise_unless_forced(streaming, monkeypatch):
-    from speechkit.export import asr_export
-    from speechkit.export.asr_export import Int8WerError, int8_gate, write_int8
+    from speechkit.export import asr_int8
+    from speechkit.export.asr_int8 import ASR_GATE, int8_gate, write_int8
+    from speechkit.export.gate import QualityGateError
 
     wers = {}
-    fake_wer = lambda path, manifest: (wers["int8" if "int8" in Path(path).name else "fp32"], 20)
+
+    def fake_wer(path, manifest):
+        return wers["int8" if "int8" in Path(path).name else "fp32"], 20
+
     wers.update(fp32=0.100, int8=0.115)  # +1.5 points
-    with pytest.raises(Int8WerError, match=r"fp32 10.00%, int8 11.50% \(rise 1.50 points, limit 1.00\)") as info:
+    assert (ASR_GATE.metric, ASR_GATE.higher_is_better, ASR_GATE.max_delta) == ("wer", False, 1.0)
+    with pytest.raises(QualityGateError, match=r"wer on 20 items: fp32 10.00%, int8 11.50% \(rise 1.50 points, limit 1.00\)") as info:
         int8_gate(streaming.path, Path(streaming.report["int8"]["path"]), "test.jsonl.gz", wer_fn=fake_wer)
     assert "--force" in str(info.value) and "\n" not in str(info.value)
     forced = int8_gate(streaming.path, streaming.report["int8"]["path"], "t", force=True, wer_fn=fake_wer)
-    assert not forced.passed and forced.rise_points == pytest.approx(1.5)
+    assert not forced.passed and forced.forced and forced.delta == pytest.approx(1.5)
     wers.update(int8=0.108)
     assert int8_gate(streaming.path, streaming.report["int8"]["path"], "t", wer_fn=fake_wer).passed
     # Through write_int8 (what --int8 runs): a refused model is not written.
@@ -148,8 +156,8 @@ def test_int8_gate_refuses_a_wer_rise_unless_forced(streaming, monkeypatch):
     out.parent.mkdir()
     out.write_bytes(streaming.path.read_bytes())
     wers.update(int8=0.2)
-    monkeypatch.setattr(asr_export, "onnx_wer", fake_wer)
-    with pytest.raises(Int8WerError, match="asr_int8.onnx: int8 quantization costs too much"):
+    monkeypatch.setattr(asr_int8, "onnx_wer", fake_wer)
+    with pytest.raises(QualityGateError, match="asr_int8.onnx: int8 quantization loses too much"):
         write_int8(out, "test.jsonl.gz")
     assert not (out.parent / "asr_int8.onnx").exists()
     with pytest.raises(SpeechkitError, match="pass --test-manifest, or --force"):
@@ -161,7 +169,7 @@ def test_int8_gate_refuses_a_wer_rise_unless_forced(streaming, monkeypatch):
 def test_full_context_artifact_and_parity_gate(tmp_path, monkeypatch, capsys):
     import argparse
 
-    from speechkit.export import asr_export
+    from speechkit.export import artifact, asr_export
     from speechkit.export.onnx_export import ParityError, read_metadata
     from speechkit.runtime.asr import AsrModel
 
@@ -182,8 +190,8 @@ def test_full_context_artifact_and_parity_gate(tmp_path, monkeypatch, capsys):
             reference = task.ctc_head(task.encoder(feats, torch.tensor([frames]))[0])[0].numpy()
         assert np.abs(model.run_full(feats[0].numpy()) - reference).max() <= 1e-4
     # The gate: a PyTorch reference 1e-3 away fails the export with the measured difference.
-    real_check = asr_export.check_parity
-    monkeypatch.setattr(asr_export, "check_parity",
+    real_check = artifact.check_parity
+    monkeypatch.setattr(artifact, "check_parity",
                         lambda path, fn, inputs, atol: real_check(path, lambda x: fn(x) + 1e-3, inputs, atol))
     with pytest.raises(ParityError, match=r"'log_probs' differs from PyTorch by 0.001 .*allowed 0.0001"):
         asr_export.export_asr_task(task, tmp_path / "broken.onnx", streaming=False)
@@ -219,3 +227,20 @@ def test_onnx_recognizer_refuses_another_chunk_size(streaming):
     with pytest.raises(SpeechkitError, match="exported with 3 chunks of left context, cannot decode with --left-chunks 8"):
         recognizer.log_probs([audio], SimpleNamespace(chunk_ms=0, left_chunks=8))
     assert len(recognizer.log_probs([audio], SimpleNamespace(chunk_ms=0, left_chunks=3))) == 1
+
+
+def test_asr_exporter_registers_itself_for_the_task(tmp_path):
+    """``speechkit export`` finds the ASR exporter through the registry, with its options and gate."""
+    import argparse
+
+    from speechkit.export.registry import all_exporters, exporter_for
+
+    exporter = exporter_for(tiny_task(tmp_path))
+    assert exporter.name == "asr-ctc" and exporter in all_exporters()
+    assert (exporter.gate.metric, exporter.gate.higher_is_better, exporter.gate.max_delta) == ("wer", False, 1.0)
+    parser = argparse.ArgumentParser()
+    exporter.add_arguments(parser)
+    args = parser.parse_args(["--full-context", "--chunk-ms", "640", "--left-chunks", "2"])
+    assert (args.full_context, args.streaming, args.chunk_ms, args.left_chunks) == (True, False, 640, 2)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--full-context", "--streaming"])

@@ -1,5 +1,5 @@
-"""ASR recipes: every config instantiates with linked units; synth -> prepare -> tokenizer -> fit ->
-average -> transcribe / eval-asr end to end on a small folder in the real LibriSpeech layout."""
+"""ASR recipes: synth -> prepare -> tokenizer -> fit -> average -> transcribe / eval-asr end to end on a
+small folder in the real LibriSpeech layout. (Every recipe YAML is instantiated in ``test_every_recipe.py``.)"""
 
 from __future__ import annotations
 
@@ -10,18 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from lhotse import CutSet
 import torch
+from lhotse import CutSet
 
 from speechkit.cli.lightning_cli import run_lightning_cli
 from speechkit.cli.main import main
-from speechkit.text import Tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRISPEECH = REPO / "recipes/librispeech/asr_conformer_ctc"
-ASR_CONFIGS = sorted([*LIBRISPEECH.glob("*.yaml"), *(REPO / "recipes/synthetic/asr").glob("*.yaml")])
-#: Variants are passed after their base; synthetic configs stand alone.
-BASES = {p: [LIBRISPEECH / "config.yaml"] if p.parent == LIBRISPEECH and p.name != "config.yaml" else [] for p in ASR_CONFIGS}
 TINY_ENCODER = [
     "--model.init_args.encoder.init_args.dim", "32", "--model.init_args.encoder.init_args.num_layers", "2",
     "--model.init_args.encoder.init_args.num_heads", "2", "--model.init_args.encoder.init_args.ffn_dim", "64",
@@ -29,52 +25,11 @@ TINY_ENCODER = [
 ]
 
 
-def test_asr_recipe_list_is_complete():
-    names = {str(p.relative_to(REPO / "recipes")) for p in ASR_CONFIGS}
-    assert names == {
-        "librispeech/asr_conformer_ctc/config.yaml", "librispeech/asr_conformer_ctc/streaming_320ms.yaml",
-        "librispeech/asr_conformer_ctc/streaming_640ms.yaml", "librispeech/asr_conformer_ctc/train_960h.yaml",
-        "synthetic/asr/commands.yaml", "synthetic/asr/general.yaml",
-    }
-    for folder in (LIBRISPEECH, REPO / "recipes/synthetic/asr"):
-        assert (folder / "README.md").is_file()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("lang") / "bpe.model"
-    train_tokenizer(["turn on the light", "what is the weather like today", "call mom"] * 10, path, vocab_size=45)
-    return path
-
-
-@pytest.mark.parametrize("config", ASR_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "recipes")))
-def test_asr_recipe_instantiates_with_linked_units(config, tokenizer, tmp_path):
-    args = [a for base in BASES[config] for a in ("--config", str(base))] + ["--config", str(config)]
-    cli = run_lightning_cli(args + [
-        "--data.init_args.tokenizer_path", str(tokenizer), "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.precision", "32-true",
-    ], run=False)
-    task = cli.model
-    vocab_size = Tokenizer(tokenizer).vocab_size
-    assert task.ctc_head.proj.out_features == cli.datamodule.vocab_size == vocab_size
-    assert task.tokenizer_path == str(tokenizer) and task.sample_rate == 16000
-    streaming = "streaming" in config.name or config.parent.name == "asr"
-    assert (task.dynamic_chunk is not None) == streaming
-    if "streaming_640ms" in config.name:
-        assert task.decode_chunk_size == 16 and cli.trainer.checkpoint_callback.monitor == "val/wer_chunk16"
-    if "960h" in config.name:
-        assert len(cli.datamodule.hparams.train_manifests) == 3 and task.encoder.num_layers == 18
-    assert cli.trainer.checkpoint_callback.mode == "min"
-    task.eval()
-    with torch.no_grad():
-        log_probs, lens = task.log_probs(torch.zeros(1, 16000), torch.tensor([16000]), 8)
-    assert log_probs.shape == (1, int(lens[0]), vocab_size)
-
-
 def _speechkit(*args: str) -> None:
     assert main(list(args)) == 0, args
 
 
+@pytest.mark.trains
 def test_librispeech_recipe_end_to_end_on_synthetic_corpus(tmp_path, capsys):
     corpus, manifests, lang = tmp_path / "LibriSpeech", tmp_path / "manifests", tmp_path / "bpe.model"
     _speechkit("synth", "librispeech", str(corpus), "--subsets", "train-clean-100,dev-clean", "--speakers", "2",
@@ -112,6 +67,7 @@ def test_librispeech_recipe_end_to_end_on_synthetic_corpus(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.trains
 def test_asr_recipe_runs_under_two_process_ddp(tmp_path):
     """lhotse's sampler shards batches over 2 gloo processes; both stop at the same step."""
     corpus, manifests, lang = tmp_path / "LibriSpeech", tmp_path / "manifests", tmp_path / "bpe.model"
@@ -142,6 +98,7 @@ def test_asr_recipe_runs_under_two_process_ddp(tmp_path):
     assert ckpt["global_step"] == pytest.approx(batches_one_process / 2, abs=1)
 
 
+@pytest.mark.trains
 def test_asr_quickstart_tiny_run(tmp_path):
     """The quickstart's steps at toy sizes: held-out voices, three decodings, summary files."""
     from speechkit.quickstart.asr import AsrQuickstartOptions, run
@@ -150,7 +107,13 @@ def test_asr_quickstart_tiny_run(tmp_path):
     summary = run(AsrQuickstartOptions(out=out, speakers=4, utterances_per_speaker=5, dev_speakers=2,
                                        test_speakers=4, epochs=1, jobs=1))
     assert [r["chunk_ms"] for r in summary["results"]] == [0, 640, 320]
-    assert all(0.0 <= r["wer"] <= 5.0 and r["rtf"] > 0 for r in summary["results"])
+    # One epoch teaches nothing to assert on: check the bookkeeping instead (WER = errors / words,
+    # the same figure in the summary and in each eval file).
+    for r, name in zip(summary["results"], ("eval_full.json", "eval_640ms.json", "eval_320ms.json")):
+        scored = json.loads((out / name).read_text())
+        errors = scored["substitutions"] + scored["deletions"] + scored["insertions"]
+        assert scored["ref_words"] > 0 and r["wer"] == scored["wer"] == pytest.approx(errors / scored["ref_words"])
+        assert scored["num_utterances"] == summary["heldout_utterances"] and r["rtf"] > 0
     assert json.loads((out / "summary.json").read_text()) == summary
     assert {"eval_full.json", "eval_640ms.json", "eval_320ms.json", "bpe.model"} <= {p.name for p in out.iterdir()}
     assert {p.name for p in (out / "corpus").iterdir()} >= {"train-clean-100", "dev-clean", "test-clean"}

@@ -1,4 +1,5 @@
-"""KWS recipes: every config instantiates; tiny fit -> test; resume after a kill; 2-process DDP."""
+"""KWS recipes: tiny fit -> test learns; resume after a kill; 2-process DDP. (Every recipe YAML is
+instantiated in ``test_every_recipe.py``.)"""
 
 from __future__ import annotations
 
@@ -7,70 +8,67 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from speechkit.cli.lightning_cli import run_lightning_cli
+from speechkit.data.manifests import cut_label, read_cuts
 from speechkit.tasks import load_task
 
 REPO = Path(__file__).resolve().parents[2]
-KWS_CONFIGS = sorted(
-    p for p in (REPO / "recipes").rglob("*.yaml")
-    if p.parent.name.startswith(("kws", "bcresnet")) or p.parent.parent.name == "synthetic" and p.parent.name == "kws"
-)
-BASE_OF = {p: p.parent / "config.yaml" for p in KWS_CONFIGS}
 
 
-def test_kws_recipe_list_is_complete():
-    names = {str(p.relative_to(REPO)) for p in KWS_CONFIGS}
-    assert "recipes/synthetic/kws/config.yaml" in names
-    assert "recipes/speech_commands_v2/kws_bcresnet8/config.yaml" in names
-    assert "recipes/speech_commands_v1/kws_bcresnet8/config.yaml" in names
-    assert "recipes/tau2020_mobile/bcresnet_mod/config.yaml" in names
-
-
-def _config_args(path: Path) -> list[str]:
-    base = BASE_OF[path]
-    return ["--config", str(base)] + (["--config", str(path)] if path != base else [])
-
-
-@pytest.mark.parametrize("config", KWS_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "recipes")))
-def test_recipe_instantiates_with_linked_labels(config, tiny_kws_manifests, tau_manifests, tmp_path):
-    manifests = tau_manifests if "tau2020" in str(config) else tiny_kws_manifests
-    cli = run_lightning_cli(
-        _config_args(config) + [
-            "--data.init_args.manifest_dir", str(manifests),
-            "--trainer.default_root_dir", str(tmp_path),
-        ],
-        run=False,
-    )
-    labels = json.loads((manifests / "labels.json").read_text())
-    assert cli.model.labels == labels
-    assert cli.model.hparams["labels"] == labels
-    feats, _ = cli.model.frontend(torch.zeros(2, cli.model.clip_samples))
-    cli.model.eval()
-    assert cli.model.model(feats).shape == (2, len(labels))
-
-
-def _fit_args(manifests: Path, root: Path, epochs: int) -> list[str]:
+def _fit_args(manifests: Path, root: Path, epochs: int, batch_size: int = 16) -> list[str]:
     return [
         "--config", str(REPO / "recipes/synthetic/kws/config.yaml"),
         "--data.init_args.manifest_dir", str(manifests),
-        "--data.init_args.batch_size", "16",
+        "--data.init_args.batch_size", str(batch_size),
         "--trainer.default_root_dir", str(root),
         "--trainer.max_epochs", str(epochs),
         "--trainer.enable_progress_bar", "false",
     ]
 
 
-def test_fit_then_test_writes_checkpoints_and_confusion_matrix(tiny_kws_manifests, tmp_path):
-    cli = run_lightning_cli(_fit_args(tiny_kws_manifests, tmp_path, 3), run=False)
+class EpochLosses(Callback):
+    """The training loss of every batch, one list per epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[list[float]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epochs.append([])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.epochs[-1].append(float(outputs["loss"]))
+
+    def mean(self, epoch: int) -> float:
+        return sum(self.epochs[epoch]) / len(self.epochs[epoch])
+
+
+@pytest.mark.trains
+def test_fit_learns_then_test_writes_checkpoints_and_confusion_matrix(separable_kws_manifests, tmp_path):
+    """The synthetic KWS recipe on tone "words" (separable by pitch): the loss falls and the
+    held-out accuracy beats always answering the most frequent class by a wide margin.
+
+    20 epochs of 5 batches: accuracy 1.0 and the loss at ~0.45x its first epoch under the
+    default, avx2 and avx512 kernels (after 15 epochs: 0.81-0.83, hence the epochs).
+    """
+    manifests = separable_kws_manifests
+    cli = run_lightning_cli(_fit_args(manifests, tmp_path, 20, batch_size=8), run=False)
+    losses = EpochLosses()
+    cli.trainer.callbacks.append(losses)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert torch.isfinite(cli.trainer.callback_metrics["train/loss_epoch"])
+    assert len(losses.epochs) == 20
+    assert losses.mean(-1) < 0.75 * losses.mean(0), [round(losses.mean(e), 3) for e in range(20)]
     results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
-    assert 0.0 <= results[0]["test/acc"] <= 1.0
+    test_labels = Counter(cut_label(c) for c in read_cuts(manifests / "cuts_test.jsonl.gz"))
+    majority = max(test_labels.values()) / sum(test_labels.values())
+    assert majority < 0.6 and len(test_labels) == 4
+    assert results[0]["test/acc"] >= majority + 0.3, (results, test_labels)
     ckpts = {p.name for p in (tmp_path / "checkpoints").iterdir()}
     assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
     assert (Path(cli.trainer.log_dir) / "confusion_matrix.png").stat().st_size > 1000
@@ -78,7 +76,7 @@ def test_fit_then_test_writes_checkpoints_and_confusion_matrix(tiny_kws_manifest
     # test(ckpt_path="best") left the best weights in cli.model
     task = load_task(cli.trainer.checkpoint_callback.best_model_path, expected=("kws",))
     assert task.labels == cli.model.labels
-    assert task.datamodule_config["manifest_dir"] == str(tiny_kws_manifests)
+    assert task.datamodule_config["manifest_dir"] == str(manifests)
     with torch.no_grad():
         a = task(torch.zeros(1, task.clip_samples))
         b = cli.model.eval()(torch.zeros(1, task.clip_samples))
@@ -98,6 +96,7 @@ def _ckpt_step(path: Path) -> tuple[int, int]:
     return int(ckpt["epoch"]), int(ckpt["global_step"])
 
 
+@pytest.mark.trains
 def test_resume_from_last_checkpoint_after_kill(tiny_kws_manifests, tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     kill = json.dumps([{"class_path": "fakes.KillAtBatch", "init_args": {"epoch": 2, "batch": 1}}])
@@ -118,6 +117,7 @@ def test_resume_from_last_checkpoint_after_kill(tiny_kws_manifests, tmp_path):
     assert epoch == killed_epoch + 1 and step > killed_step
 
 
+@pytest.mark.trains
 def test_recipe_runs_under_two_process_ddp(tiny_kws_manifests, tmp_path):
     proc = _speechkit(
         "fit", *_fit_args(tiny_kws_manifests, tmp_path, 1),

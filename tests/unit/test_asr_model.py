@@ -10,6 +10,7 @@ from speechkit.models.asr import (
     ConformerEncoder,
     CTCHead,
     DynamicChunk,
+    EncoderFeatures,
     attention_mask,
     chunk_mask,
     output_lengths,
@@ -173,17 +174,52 @@ def test_streaming_states_layout():
     torch.testing.assert_close(new[0][2], states[0][2])  # an item with no output keeps its state
 
 
-def test_return_hidden_and_qkv():
+@pytest.mark.parametrize("chunk_size, left_chunks", [(-1, -1), (2, 1)])
+def test_extract_features_last_layer_is_what_the_head_consumes(chunk_size, left_chunks):
     enc = tiny_encoder()
     feats, lens = features(2, 50), torch.tensor([50, 40])
-    out, out_lens, hidden = enc(feats, lens, return_hidden=True)
-    assert len(hidden) == enc.num_layers and hidden[-1] is out
-    mask = attention_mask(out_lens, out.shape[1])
-    layer_out, (q, k, v) = enc.layers[0](hidden[0], mask, return_qkv=True)
+    out, out_lens = enc(feats, lens, chunk_size, left_chunks)
+    got = enc.extract_features(feats, lens, chunk_size, left_chunks)
+    assert isinstance(got, EncoderFeatures) and len(got.hidden) == len(got.qkv) == enc.num_layers
+    torch.testing.assert_close(got.last, out, rtol=0, atol=0)
+    assert torch.equal(got.lens, out_lens)
+    head = CTCHead(32, 11)
+    torch.testing.assert_close(head(got.last), head(out), rtol=0, atol=0)
+    # Layer by layer: each hidden state is the previous one through the layer, and the
+    # layer's Q, K, V are its attention's projections of that input.
+    mask = attention_mask(out_lens, out.shape[1], chunk_size, left_chunks)
+    layer = enc.layers[1]
+    torch.testing.assert_close(layer(got.hidden[0], mask), got.hidden[1])
+    q, k, v = got.qkv[1]
     assert q.shape == k.shape == v.shape == (2, 2, out.shape[1], 16)
-    torch.testing.assert_close(layer_out, enc.layers[0](hidden[0], mask))
+    x = got.hidden[0] + 0.5 * layer.ff1(got.hidden[0])
+    for mine, theirs in zip(layer.attn.project(layer.norm_attn(x)), (q, k, v)):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_extract_features_padded_batch_matches_single():
+    enc = tiny_encoder()
+    feats, lens = features(2, 60), torch.tensor([60, 41])
+    batched = enc.extract_features(feats, lens, chunk_size=2, left_chunks=2)
+    single = enc.extract_features(feats[1:, :41], lens[1:], chunk_size=2, left_chunks=2)
+    n = int(single.lens[0])
+    assert int(batched.lens[1]) == n
+    for b, s in zip(batched.hidden, single.hidden):
+        torch.testing.assert_close(b[1, :n], s[0, :n], atol=1e-5, rtol=1e-5)
+    for b, s in zip(batched.qkv, single.qkv):
+        for bt, st in zip(b, s):
+            torch.testing.assert_close(bt[1, :, :n], st[0, :, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_forward_keeps_one_return_type():
+    enc = tiny_encoder()
+    feats, lens = features(2, 50), torch.tensor([50, 40])
+    with pytest.raises(TypeError):
+        enc(feats, lens, return_hidden=True)  # per-layer outputs come from extract_features
+    out = enc(feats, lens)
+    assert isinstance(out, tuple) and len(out) == 2
     attn = MultiHeadSelfAttention(32, 2)
-    assert isinstance(attn(out, mask), torch.Tensor)
+    assert isinstance(attn(out[0], attention_mask(out[1], out[0].shape[1])), torch.Tensor)
 
 
 def test_short_inputs_give_zero_length_and_finite_output():

@@ -16,6 +16,7 @@ from speechkit.decoding import (
     CTCPrefixBeamDecoder,
     ctc_greedy_search,
     ctc_prefix_beam_search,
+    ctc_text,
     hypothesis_text,
     tokens_to_text,
     word_times,
@@ -113,6 +114,18 @@ def test_tokens_to_text_and_word_times():
     assert hypothesis_text(glued, tokens) == "TURN ON LIGHTS"
     assert hypothesis_text(glued, tokens, word_gap_frames=None) == "TURN ONLIGHTS"
     assert [w.word for w in word_times(glued, tokens)] == ["TURN", "ON", "LIGHTS"]
+
+
+def test_ctc_text_is_the_one_text_rule_for_greedy_and_beam():
+    """eval-asr, validation WER, the int8 gate and the benchmarks all call ctc_text."""
+    from speechkit.inference.asr import decode
+
+    tokens = ["<blk>", "<unk>", "\u2581TURN", "\u2581O", "N", "\u2581", "LIGHT", "S"]
+    glued = np.log(_one_hot([2, 0, 3, 4] + [0] * 24 + [6, 7], 8))  # a pause instead of a word mark
+    for beam in (1, 4):
+        assert ctc_text(glued, tokens, beam) == decode(glued, tokens, beam) == "TURN ON LIGHTS"
+    assert ctc_text(glued, tokens) == hypothesis_text(ctc_greedy_search(glued), tokens)
+    assert ctc_text(np.zeros((0, 8)), tokens) == ""
 
 
 def _one_hot(best: list[int], vocab: int) -> np.ndarray:

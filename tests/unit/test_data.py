@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from fakes import SCENES, SPEAKERS, SR, make_speech_commands, make_tau2020, tone
 from lhotse import CutSet
 
 from speechkit.cli.main import main
@@ -19,9 +20,6 @@ from speechkit.data.corpora.speech_commands import KEYWORDS_12, V2_WORDS
 from speechkit.data.datamodules import ClassificationDataModule, KWSDataModule, fit_length
 from speechkit.data.manifests import cuts_path, read_labels
 from speechkit.errors import AudioError, CorpusError
-from fakes import SCENES, SPEAKERS, SR, tone, make_speech_commands, make_tau2020
-
-
 
 # ---------------------------------------------------------------------------- tiny corpora
 
@@ -366,6 +364,28 @@ def test_tau2020_prepare_and_datamodule(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert dm.num_classes == 10 and batch["audio"].shape == (5, 4410)
     assert batch["audio_lens"].tolist() == [2205] * 5
+    assert dm.groups == [] and "groups" not in batch
+
+    # Per-device groups: only the test split carries them, as indices into dm.groups.
+    dm = ClassificationDataModule(str(tmp_path / "out"), batch_size=5, sample_rate=44100, clip_seconds=0.1,
+                                  group_by="device")
+    assert dm.groups == ["b"]
+    test_batch = next(iter(dm.test_dataloader()))
+    assert test_batch["groups"].tolist() == [0] * 5 and test_batch["groups"].dtype == torch.int64
+    assert "groups" not in next(iter(dm.train_dataloader()))
+    bad = ClassificationDataModule(str(tmp_path / "out"), sample_rate=44100, clip_seconds=0.1, group_by="speaker")
+    with pytest.raises(CorpusError, match=r"has no supervision custom\['speaker'\]; group_by needs"):
+        _ = bad.groups
+
+
+def test_kws_datamodule_passes_its_arguments_by_keyword(sc12):
+    dm = KWSDataModule(str(sc12), noise_prob=0.5, seed=3, volume_db=2.0)
+    base = ClassificationDataModule(str(sc12))
+    assert dm.hparams.batch_size == 100 and dm.hparams.augment is True  # the KWS defaults
+    assert (dm.hparams.noise_prob, dm.hparams.seed, dm.hparams.volume_db) == (0.5, 3, 2.0)
+    assert set(dm.hparams) == set(base.hparams)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'noise_probability'"):
+        KWSDataModule(str(sc12), noise_probability=0.5)
 
 
 def test_tau2020_bad_layout(tmp_path):

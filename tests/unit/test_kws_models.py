@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from speechkit.errors import SpeechkitError
-from speechkit.models.kws import BCRESNET_WIDTHS, BCResNet, BCResNetMod, bcresnet_preset
+from speechkit.models.kws import BCRESNET_WIDTHS, BCResNet, BCResNetMod, ClassifierFeatures, bcresnet_preset
 from speechkit.models.kws.bcresnet import BCResBlock
 from speechkit.models.nn import FreqNorm, ResNorm, SubSpectralNorm
 
@@ -23,9 +23,9 @@ MODEL_MODULES = [
     )
 ]
 
-# Counted from the official Qualcomm-AI-research/bcresnet architecture (methods.md 1.3).
+# Counted from the official Qualcomm-AI-research/bcresnet architecture (docs/methods/kws.md, section 2).
 BCRESNET_PARAMS = {1: 9_232, 1.5: 17_154, 2: 27_284, 3: 54_168, 6: 187_812, 8: 321_068}
-# Our BC-ResNet-Mod layout, 10 classes, 4 sub-bands (methods.md [D]: about 87k and 317k).
+# Our BC-ResNet-Mod layout, 10 classes, 4 sub-bands (docs/methods/kws.md, section 4).
 BCRESNET_MOD_PARAMS = {40: 85_890, 80: 314_970}
 
 
@@ -158,6 +158,35 @@ def test_batch_matches_single_items(make, bins, frames):
         batched = model(x)
         single = torch.cat([model(x[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "make, bins, frames, num_stages",
+    [
+        (lambda: BCResNet(width=1, resnorm=True), 40, 101, 4),
+        (lambda: BCResNetMod(base_width=8), 256, 64, 4),
+    ],
+    ids=["bcresnet1", "bcresnet_mod8"],
+)
+def test_extract_features_last_stage_is_what_the_head_consumes(make, bins, frames, num_stages):
+    torch.manual_seed(0)
+    model = randomize_bn(make()).eval()
+    x = feats(3, frames, bins)
+    with torch.no_grad():
+        got = model.extract_features(x)
+        logits = model(x)
+        single = [model.extract_features(x[i : i + 1]) for i in range(3)]
+    assert isinstance(got, ClassifierFeatures) and len(got.stages) == num_stages
+    torch.testing.assert_close(model.classifier(got.last).flatten(1), logits, rtol=0, atol=0)
+    # Stage k's output is stage k - 1's through stage k, its ResNorm (and BC-ResNet-Mod's pool).
+    pools = getattr(model, "pools", [nn.Identity()] * num_stages)
+    with torch.no_grad():
+        for k in range(1, num_stages):
+            again = pools[k](model.stage_norms[k](model.stages[k](got.stages[k - 1])))
+            torch.testing.assert_close(again, got.stages[k], rtol=0, atol=0)
+    # Batch equals items, stage by stage.
+    for k in range(num_stages):
+        torch.testing.assert_close(got.stages[k], torch.cat([s.stages[k] for s in single]), atol=1e-5, rtol=0)
 
 
 def test_bcresnet_float64_and_backward():

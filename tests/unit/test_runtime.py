@@ -110,7 +110,7 @@ def speechkit_cli(*args: str, stdin: bytes | None = None) -> subprocess.Complete
 
 def test_runtime_import_does_not_import_torch():
     code = (
-        "import sys, speechkit.runtime, speechkit.runtime.calibrate, speechkit.runtime.eval_stream, "
+        "import sys, speechkit.runtime, speechkit.runtime.artifact, speechkit.runtime.classifier, speechkit.runtime.calibrate, speechkit.runtime.eval_stream, "
         "speechkit.runtime.mic, speechkit.cli.runtime_cmd\n"
         "bad = [m for m in ('torch', 'lightning', 'lhotse') if m in sys.modules]\n"
         "assert not bad, bad"
@@ -140,7 +140,7 @@ def test_kws_model_file_errors_are_one_line(tmp_path):
     cases = {
         tmp_path / "missing.onnx": "no such model file",
         corrupt: "not a loadable ONNX model",
-        tone_model(tmp_path / "asr.onnx", task="asr-ctc"): "is a 'asr-ctc' model, expected a 'kws' model",
+        tone_model(tmp_path / "asr.onnx", task="asr-ctc"): "is a 'asr-ctc' model, expected 'kws'$",
         tone_model(tmp_path / "plain.onnx", metadata=False): "without speechkit metadata",
         tone_model(tmp_path / "clip.onnx", overrides={"clip_samples": "16000"}): r"expected \[batch, 16000\]",
         tone_model(tmp_path / "labels.onnx", overrides={"labels": json.dumps(["a", "b"])}): "3 logits but 2 labels",
@@ -515,11 +515,11 @@ def test_demo_kws_user_errors_are_one_line(tmp_path, model_path):
     bad_audio.write_bytes(b"not audio at all")
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"garbage")
-    asr = tone_model(tmp_path / "asr.onnx", task="asr-ctc")
+    scene = tone_model(tmp_path / "scene.onnx", task="scene")
     cases = [
         (["--model", str(tmp_path / "missing.onnx"), "--input", str(bad_audio)], "no such model file"),
         (["--model", str(corrupt), "--input", str(bad_audio)], "not a loadable ONNX model"),
-        (["--model", str(asr), "--input", str(bad_audio)], "expected a 'kws' model"),
+        (["--model", str(scene), "--input", str(bad_audio)], "is a 'scene' model, expected 'kws'"),
         (["--model", str(model_path), "--input", str(bad_audio)], "cannot read audio"),
         (["--model", str(model_path), "--input", str(tmp_path / "nope.wav")], "no such audio file"),
         (["--model", str(model_path), "--input", "-", "--threshold", "yes=high"], "--threshold"),
@@ -531,15 +531,65 @@ def test_demo_kws_user_errors_are_one_line(tmp_path, model_path):
         assert err.startswith("speechkit: error: ") and message in err and err.count("\n") == 1, err
 
 
-def test_register_demo_mode_adds_a_subcommand():
-    from speechkit.cli import runtime_cmd
-    from speechkit.cli.main import build_parser
+# -- clip classifier (any task) and `speechkit classify` ---------------------------------------
 
-    ran = []
-    runtime_cmd.register_demo_mode("echo", "test mode", lambda p: p.add_argument("--word"), lambda a: ran.append(a.word))
-    try:
-        args = build_parser().parse_args(["demo", "echo", "--word", "hi"])
-        args.func(args)
-        assert ran == ["hi"]
-    finally:
-        runtime_cmd.DEMO_MODES.pop("echo")
+
+def test_clip_classifier_windows_long_files_and_pads_short_ones(tmp_path):
+    from speechkit.runtime import ClipClassifier, KwsModel
+
+    scene = tone_model(tmp_path / "scene.onnx", task="scene")
+    classifier = ClipClassifier(scene)
+    assert (classifier.task, classifier.labels, classifier.clip_samples) == ("scene", LABELS, CLIP)
+    x = np.arange(2 * CLIP + 100, dtype=np.float32)
+    windows = classifier.windows(x)  # two clips, then the file's last clip (overlapping)
+    assert windows.shape == (3, CLIP) and windows[2][-1] == x[-1] and windows[1][0] == CLIP
+    short = classifier.windows(np.ones(100, np.float32))
+    assert short.shape == (1, CLIP) and short[0, :100].all() and not short[0, 100:].any()
+    # 0.3 s of "no" then 1.2 s of "yes": the average over the windows says "yes"
+    audio = tone_stream([("no", 0.0, 0.3), ("yes", 0.3, 1.5)], 1.5, noise=0.0)
+    result = classifier.classify(audio)
+    assert result["label"] == "yes" and result["windows"] == 3
+    assert result["score"] == max(result["probabilities"].values()) and 0.5 < result["score"] <= 1.0
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert ClipClassifier(scene, tasks=("scene", "kws")).task == "scene"
+    for make in (lambda: ClipClassifier(scene, tasks=("kws",)), lambda: KwsModel(scene)):
+        with pytest.raises(ModelFileError, match="is a 'scene' model, expected 'kws'$"):
+            make()
+
+
+def test_classify_cli_prints_one_json_line_per_file(tmp_path):
+    import soundfile as sf
+
+    scene = tone_model(tmp_path / "scene.onnx", task="scene")
+    files = []
+    for name, keyword in (("a.wav", "yes"), ("b.wav", "no")):
+        audio = tone_stream([(keyword, 0.1, 1.9)], 2.0)
+        # 8 kHz stereo: the classifier resamples and mixes down
+        sf.write(tmp_path / name, np.stack([audio, audio], 1)[::2], RATE // 2)
+        files.append(tmp_path / name)
+    result = speechkit_cli("classify", "--model", str(scene), *map(str, files))
+    assert result.returncode == 0, result.stderr.decode()
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [(d["file"], d["label"]) for d in lines] == [(str(files[0]), "yes"), (str(files[1]), "no")]
+    assert all(set(d) == {"file", "label", "score"} and 0.5 < d["score"] <= 1.0 for d in lines)
+    errors = [
+        (["--model", str(scene), str(tmp_path / "missing.wav")], "no such audio file"),
+        (["--model", str(tmp_path / "none.onnx"), str(files[0])], "no such model file"),
+        (["--model", str(scene), "--task", "kws", str(files[0])], "is a 'scene' model, expected 'kws'"),
+    ]
+    for args, message in errors:
+        result = speechkit_cli("classify", *args)
+        err = result.stderr.decode()
+        assert result.returncode == 2 and err.startswith("speechkit: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_demo_modes_are_declared_by_runtime_modules():
+    """`speechkit demo kws|asr` come from `DEMO_MODE` in runtime modules (a new mode: see
+    tests/unit/test_cli_discovery.py, which adds one without touching speechkit/cli)."""
+    from speechkit.cli.main import build_parser
+    from speechkit.runtime.demo import demo_modes
+    from speechkit.runtime.kws_demo import run_kws_demo
+
+    assert [m.name for m in demo_modes()][:2] == ["kws", "asr"]
+    args = build_parser().parse_args(["demo", "kws", "--model", "m.onnx", "--input", "-"])
+    assert args.func is run_kws_demo and args.input == "-"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from speechkit.data.synth import effects
 from speechkit.data.synth.espeak import get_engine, synthesize
 from speechkit.data.synth.librispeech import synth_librispeech
 from speechkit.data.synth.speech_commands import (
-    ALL_WORDS,
     BACKGROUND_FILES,
     BACKGROUND_FOLDER,
     DEFAULT_COMMANDS,
@@ -87,32 +85,6 @@ def test_synthesize_is_reproducible_whatever_came_before():
 def test_unknown_voice_is_a_user_error():
     with pytest.raises(SpeechkitError, match="no voice"):
         synthesize("yes", Voice("xx-nonexistent"), SR)
-
-
-def test_synthesis_speed(capsys):
-    """Throughput of the engine alone and of whole Speech Commands clips (printed, not asserted)."""
-    from speechkit.data.synth.speech_commands import render_clip
-
-    voices = sample_speakers(20, seed=3)
-    words = list(ALL_WORDS)
-    n = 100
-    t0 = time.perf_counter()
-    audio_s = sum(
-        synthesize(words[i % len(words)], voices[i % 20], SR, seed=i).size / SR for i in range(n)
-    )
-    engine_s = time.perf_counter() - t0
-    rng = np.random.default_rng(0)
-    env = effects.Environment("pink", 20.0, 0.4, -6.0)
-    t0 = time.perf_counter()
-    for i in range(n):
-        render_clip(words[i % len(words)], voices[i % 20], env, rng)
-    clip_s = time.perf_counter() - t0
-    with capsys.disabled():
-        print(
-            f"\n[synth speed] engine: {n / engine_s:.0f} words/s ({audio_s / engine_s:.0f}x real "
-            f"time); 1-s clips with noise+reverb: {n / clip_s:.0f} clips/s "
-            f"({n / clip_s:.0f}x real time), one core"
-        )
 
 
 # -- voices ------------------------------------------------------------------------------------

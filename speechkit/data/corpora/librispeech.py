@@ -16,6 +16,7 @@ from pathlib import Path
 
 from speechkit.data.manifests import audio_recordings, cuts_path, write_cuts
 from speechkit.errors import CorpusError
+from speechkit.plugins import Subcommand
 
 LAYOUT = (
     "expected CORPUS_DIR/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac and "
@@ -116,3 +117,24 @@ def check_subset(subset_dir: Path, num_jobs: int = 4) -> int:
             audio.append((flac, parts[0]))
     audio_recordings(audio, num_jobs)  # raises AudioError naming a corrupt file
     return len(audio)
+
+
+# -- ``speechkit prepare librispeech`` ----------------------------------------------------------
+
+
+def _add_prepare_arguments(p) -> None:
+    p.add_argument("--subsets", nargs="+", default=None, metavar="SUBSET",
+                   help="subset folders, e.g. train-clean-100 dev-clean (default: every one present)")
+
+
+def _prepare_from_args(args) -> int:
+    print(prepare_librispeech(args.corpus_dir, args.out_dir, subsets=args.subsets, num_jobs=args.num_jobs))
+    return 0
+
+
+PREPARE = Subcommand(
+    "librispeech", "LibriSpeech (through lhotse's recipe)", _add_prepare_arguments, _prepare_from_args,
+    description="LibriSpeech: CORPUS_DIR/<subset>/<speaker>/<chapter>/*.flac + *.trans.txt. "
+    "Writes cuts_<subset>.jsonl.gz per subset.",
+    order=20,
+)

@@ -22,6 +22,7 @@ skips missing files with only a log line, and leaves the 12-class mapping to the
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from speechkit.data.manifests import (
     write_classification_corpus,
 )
 from speechkit.errors import CorpusError
+from speechkit.plugins import Subcommand
 
 V1_WORDS = (
     "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy", "house", "left",
@@ -350,3 +352,58 @@ def _nested_hint(root: Path) -> str:
     except OSError:
         return ""
     return f" (did you mean {nested[0]}?)" if nested else ""
+
+
+# -- ``speechkit prepare speech-commands`` ------------------------------------------------------
+
+
+def _word_list(text: str) -> list[str]:
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if not words:
+        raise argparse.ArgumentTypeError("expected comma-separated words, e.g. yes,no")
+    return words
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _add_prepare_arguments(p) -> None:
+    p.add_argument("--version", type=int, choices=(1, 2), default=None,
+                   help="check that CORPUS_DIR is v1 (30 words) or v2 (35 words)")
+    p.add_argument("--classes", default="12", choices=("12", "30", "35", "all"),
+                   help="12: 10 keywords + _unknown_ + _silence_; 30/35/all: every word is a class (default: 12)")
+    p.add_argument("--keywords", type=_word_list, default=None, metavar="W1,W2,...",
+                   help="custom keywords: classes = keywords + _unknown_ + _silence_ (overrides --classes)")
+    p.add_argument("--test-dir", default=None, metavar="DIR",
+                   help="the official test archive folder (speech_commands_test_set_v0.0x), used as "
+                   "the test split instead of testing_list.txt (as the BC-ResNet paper evaluates)")
+    p.add_argument("--silence-ratio", type=_non_negative, default=1.0,
+                   help="_silence_ clips per split = ratio x mean keyword count (default: 1.0; 0: no _silence_)")
+    p.add_argument("--unknown-ratio", type=_non_negative, default=None,
+                   help="keep at most ratio x mean keyword count _unknown_ clips per split (default: keep all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of silence offsets / unknown subsampling (default: 0)")
+
+
+def _prepare_from_args(args) -> int:
+    print(prepare_speech_commands(
+        args.corpus_dir, args.out_dir, version=args.version, classes=args.classes,
+        keywords=args.keywords, test_dir=args.test_dir, silence_ratio=args.silence_ratio,
+        unknown_ratio=args.unknown_ratio, seed=args.seed, num_jobs=args.num_jobs,
+    ))
+    return 0
+
+
+PREPARE = Subcommand(
+    "speech-commands", "Google Speech Commands v1/v2", _add_prepare_arguments, _prepare_from_args,
+    description="Google Speech Commands: CORPUS_DIR/<word>/<speaker>_nohash_<k>.wav, "
+    "validation_list.txt, testing_list.txt, _background_noise_/. Writes cuts_train/valid/test/"
+    "noise.jsonl.gz and labels.json (_silence_, _unknown_, keywords...).",
+    order=10,
+)

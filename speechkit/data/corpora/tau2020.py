@@ -27,6 +27,7 @@ from pathlib import Path
 
 from speechkit.data.manifests import audio_recordings, classification_cut, write_classification_corpus
 from speechkit.errors import CorpusError
+from speechkit.plugins import Subcommand
 
 LAYOUT = (
     "expected CORPUS_DIR/meta.csv, CORPUS_DIR/audio/<scene>-<city>-<id>-<segment>-<device>.wav and "
@@ -121,3 +122,21 @@ def _read_tsv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str
                 raise CorpusError(f"{path}:{reader.line_num}: expected {len(required)} tab-separated columns")
             rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}))
         return rows
+
+
+# -- ``speechkit prepare tau2020-mobile`` -------------------------------------------------------
+
+
+def _prepare_from_args(args) -> int:
+    print(prepare_tau2020_mobile(args.corpus_dir, args.out_dir, num_jobs=args.num_jobs))
+    return 0
+
+
+PREPARE = Subcommand(
+    "tau2020-mobile", "TAU Urban Acoustic Scenes 2020 Mobile (development set)", lambda parser: None,
+    _prepare_from_args,
+    description="TAU Urban Acoustic Scenes 2020 Mobile development set: meta.csv, audio/*.wav, "
+    "evaluation_setup/fold1_{train,evaluate,test}.csv. Writes cuts_train/valid/test.jsonl.gz "
+    "and labels.json (10 scenes); each cut keeps its recording device.",
+    order=30,
+)

@@ -8,6 +8,10 @@
   line), reproducible byte for byte from a seed.
 * :mod:`~speechkit.data.synth.text`: transcript normalisation, the command grammar and the
   sentence sources.
+
+A module that writes a corpus layout declares its ``speechkit synth <layout>`` sub-command as a
+module-level ``SYNTH =`` :class:`speechkit.plugins.Subcommand` (``OUT``, ``--seed`` and ``--jobs``
+are common to all); the CLI finds it.
 """
 
 from speechkit.data.synth.espeak import get_engine, synthesize

@@ -29,6 +29,7 @@ from speechkit.data.synth import effects
 from speechkit.data.synth.espeak import get_engine, synthesize
 from speechkit.data.synth.speech_commands import (
     clip_rng,
+    comma_separated,
     run_jobs,
     staged_output_dir,
     write_audio_file,
@@ -37,6 +38,7 @@ from speechkit.data.synth.text import TEXT_SOURCES, get_text_source
 from speechkit.data.synth.voices import Voice, sample_speakers
 from speechkit.errors import SpeechkitError
 from speechkit.fileio import write_json_atomic, write_text_atomic
+from speechkit.plugins import Subcommand
 
 SAMPLE_RATE = 16000
 #: Subset names of LibriSpeech and Mini LibriSpeech (what lhotse looks for).
@@ -293,3 +295,82 @@ Speakers in different subsets are different voices. Audio: 16 kHz, 16-bit mono F
 The audio is synthetic; use it for tests, demos and pre-training, not as a substitute for
 recordings of real speakers.
 """
+
+
+# -- ``speechkit synth librispeech`` ------------------------------------------------------------
+
+
+def _add_synth_arguments(p) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--subsets", type=comma_separated, default=None,
+        help="comma-separated subsets, e.g. train-clean-100,dev-clean,test-clean "
+        "(default: train-clean-100)",
+    )  # fmt: skip
+    group.add_argument("--subset", default=None, help="a single subset (same as --subsets NAME)")
+    p.add_argument(
+        "--speakers", type=int, default=10, help="speakers per subset (default: %(default)s)"
+    )
+    p.add_argument(
+        "--utterances-per-speaker",
+        type=int,
+        default=20,
+        help="utterances per speaker (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chapters-per-speaker",
+        type=int,
+        default=1,
+        help="chapters per speaker (default: %(default)s)",
+    )
+    p.add_argument(
+        "--text", choices=("sentences", "commands", "general"), default="sentences",
+        help="text source: the package's sentences, the command grammar, or wordfreq's common "
+        "words mixed with the sentences (default: %(default)s)",
+    )  # fmt: skip
+
+
+def _synth_from_args(args) -> int:
+    subsets = args.subsets or ([args.subset] if args.subset else ["train-clean-100"])
+    summary = synth_librispeech(
+        args.out,
+        subsets=subsets,
+        num_speakers=args.speakers,
+        utterances_per_speaker=args.utterances_per_speaker,
+        text=args.text,
+        seed=args.seed,
+        chapters_per_speaker=args.chapters_per_speaker,
+        jobs=args.jobs,
+        progress=True,
+    )
+    print(
+        f"wrote {summary['num_utterances']} utterances ({summary['audio_seconds'] / 60:.1f} min) "
+        f"to {summary['out_dir']}"
+    )
+    for name, sub in summary["subsets"].items():
+        print(
+            f"  {name}: {sub['speakers']} speakers, {sub['utterances']} utterances, "
+            f"{sub['seconds_audio'] / 60:.1f} min"
+        )
+    print(
+        f"  {summary['seconds']:.1f} s, {summary['realtime_factor']}x real time"
+        + (
+            ""
+            if summary["deterministic"]
+            else "; warning: espeak-ng output is not reproducible here"
+        )
+    )
+    return 0
+
+
+SYNTH = Subcommand(
+    "librispeech", "LibriSpeech layout: <subset>/<speaker>/<chapter>/*.flac + .trans.txt",
+    _add_synth_arguments, _synth_from_args,
+    description=(
+        "Write a synthetic LibriSpeech corpus: <subset>/<speaker>/<chapter>/"
+        "<speaker>-<chapter>-<utt>.flac with <speaker>-<chapter>.trans.txt transcripts "
+        "(upper case, numbers as words), SPEAKERS.TXT and CHAPTERS.TXT. Each subset gets its "
+        "own speakers."
+    ),
+    order=20,
+)

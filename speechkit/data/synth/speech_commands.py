@@ -43,6 +43,7 @@ from speechkit.data.synth.espeak import get_engine, synthesize
 from speechkit.data.synth.voices import Voice, sample_speakers
 from speechkit.errors import SpeechkitError
 from speechkit.fileio import write_json_atomic, write_text_atomic
+from speechkit.plugins import Subcommand
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
@@ -555,3 +556,110 @@ during training, as in the real corpus's `_background_noise_` folder. All are ge
   small bubble "plinks".
 - `babble.wav`: seven synthetic talkers reading sentences at once in a reverberant room.
 """
+
+
+# -- ``speechkit synth speech-commands`` --------------------------------------------------------
+
+
+def comma_separated(text: str) -> list[str]:
+    """``"yes, no,,up"`` -> ``["yes", "no", "up"]`` (an option type for ``argparse``)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _add_synth_arguments(p) -> None:
+    p.add_argument(
+        "--words", type=comma_separated, default=None,
+        help="comma-separated keywords; a multi-word keyword is stored with '_' between its "
+        "words, and '_' in a keyword counts as a space (default: yes,no,up,down,left,right,on,"
+        "off,stop,go)",
+    )  # fmt: skip
+    p.add_argument(
+        "--unknown-words", type=comma_separated, default=None,
+        help="comma-separated other words spoken as 'unknown' material; '' for none "
+        "(default: the real corpus's 35 words minus --words)",
+    )  # fmt: skip
+    p.add_argument(
+        "--speakers",
+        type=int,
+        default=50,
+        help="number of synthetic speakers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clips-per-word",
+        type=int,
+        default=2,
+        help="takes of each keyword per speaker (default: %(default)s)",
+    )
+    p.add_argument(
+        "--unknown-clips-per-word",
+        type=int,
+        default=1,
+        help="takes of each unknown word per speaker (default: %(default)s)",
+    )
+    p.add_argument(
+        "--validation-percent",
+        type=float,
+        default=10.0,
+        help="percent of speakers held out for validation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--testing-percent",
+        type=float,
+        default=10.0,
+        help="percent of speakers held out for testing (default: %(default)s)",
+    )
+    p.add_argument(
+        "--background-seconds", type=float, default=45.0,
+        help="seconds of each _background_noise_ file, 0 for none (default: %(default)s)",
+    )  # fmt: skip
+
+
+def _synth_from_args(args) -> int:
+    summary = synth_speech_commands(
+        args.out,
+        words=args.words,
+        num_speakers=args.speakers,
+        seed=args.seed,
+        unknown_words=args.unknown_words,
+        clips_per_word=args.clips_per_word,
+        unknown_clips_per_word=args.unknown_clips_per_word,
+        validation_percent=args.validation_percent,
+        testing_percent=args.testing_percent,
+        background_seconds=args.background_seconds,
+        jobs=args.jobs,
+        progress=True,
+    )
+    words = ", ".join(summary["words"].values())
+    splits = summary["splits"]
+    print(f"wrote {summary['num_clips']} clips to {summary['out_dir']}")
+    print(f"  keywords: {words}; unknown words: {len(summary['unknown_words'])}")
+    print(
+        f"  speakers: {summary['num_speakers']} (train {len(summary['speakers']['train'])}, "
+        f"validation {len(summary['speakers']['validation'])}, "
+        f"testing {len(summary['speakers']['testing'])}); clips: train {splits['train']}, "
+        f"validation {splits['validation']}, testing {splits['testing']}"
+    )
+    print(f"  background noise: {', '.join(summary['background_noise']) or 'none'}")
+    print(
+        f"  {summary['seconds']:.1f} s, {summary['clips_per_second']} clips/s, "
+        f"{summary['realtime_factor']}x real time"
+        + (
+            ""
+            if summary["deterministic"]
+            else "; warning: espeak-ng output is not reproducible here"
+        )
+    )
+    return 0
+
+
+SYNTH = Subcommand(
+    "speech-commands", "Google Speech Commands layout: one folder of 1-s clips per word",
+    _add_synth_arguments, _synth_from_args,
+    description=(
+        "Write a synthetic Google Speech Commands corpus: <word>/<speaker>_nohash_<k>.wav "
+        "(16 kHz, 16-bit mono, 16000 samples), validation_list.txt and testing_list.txt "
+        "(split by speaker), and _background_noise_/. A multi-word keyword such as "
+        "'hey speechkit' is stored in the folder hey_speechkit/."
+    ),
+    order=10,
+)

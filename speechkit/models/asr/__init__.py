@@ -1,9 +1,10 @@
 """Streaming ASR: a chunk-masked Conformer encoder with a CTC head.
 
-* :mod:`.conformer`: :class:`ConformerEncoder` (``forward`` and the cached ``streaming_forward``,
-  whose state layout is documented there) and the presets ``xs``, ``s``, ``m``.
+* :mod:`.conformer`: :class:`ConformerEncoder` (``forward``, the cached ``streaming_forward``,
+  whose state layout is documented there, and ``extract_features`` -> :class:`EncoderFeatures`,
+  the per-layer outputs and Q, K, V for distillation) and the presets ``xs``, ``s``, ``m``.
 * :mod:`.subsampling`: convolutional subsampling x4 and its length formula.
-* :mod:`.attention`: rotary multi-head self-attention (can return Q, K, V for distillation).
+* :mod:`.attention`: rotary multi-head self-attention (``project`` gives its Q, K, V).
 * :mod:`.masks`: chunk and padding masks, and dynamic chunk training (:class:`DynamicChunk`).
 * :mod:`.ctc`: :class:`CTCHead`.
 """
@@ -12,6 +13,7 @@ from speechkit.models.asr.conformer import (
     PRESETS,
     ConformerEncoder,
     ConformerLayer,
+    EncoderFeatures,
     conformer_m,
     conformer_s,
     conformer_xs,
@@ -21,6 +23,6 @@ from speechkit.models.asr.masks import DynamicChunk, attention_mask, chunk_mask
 from speechkit.models.asr.subsampling import Conv2dSubsampling4, output_lengths
 
 __all__ = [
-    "PRESETS", "ConformerEncoder", "ConformerLayer", "conformer_xs", "conformer_s", "conformer_m",
+    "PRESETS", "ConformerEncoder", "ConformerLayer", "EncoderFeatures", "conformer_xs", "conformer_s", "conformer_m",
     "CTCHead", "DynamicChunk", "attention_mask", "chunk_mask", "Conv2dSubsampling4", "output_lengths",
 ]

@@ -50,9 +50,14 @@ class MultiHeadSelfAttention(nn.Module):
 
     Example:
         >>> attn = MultiHeadSelfAttention(16, 2)
-        >>> out = attn(torch.randn(2, 5, 16), torch.ones(2, 1, 5, 5, dtype=torch.bool))
-        >>> tuple(out.shape)
+        >>> x, mask = torch.randn(2, 5, 16), torch.ones(2, 1, 5, 5, dtype=torch.bool)
+        >>> tuple(attn(x, mask).shape)
         (2, 5, 16)
+        >>> q, k, v = attn.project(x)  # what forward attends with, for relation distillation
+        >>> tuple(q.shape)
+        (2, 2, 5, 8)
+        >>> torch.equal(attn.attend(q, k, v, mask), attn(x, mask))
+        True
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, rotary_base: float = 10000.0) -> None:
@@ -71,8 +76,22 @@ class MultiHeadSelfAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-        """Rotate q (last Tq positions) and k (all Tk positions), attend, merge heads -> (B, Tq, D)."""
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-head projections ``(q, k, v)``, each (B, H, T, Dh), of (B, T, D).
+
+        Taken *before* rotary positions (content only): what layer-to-layer distillation of
+        Q-Q, K-K, V-V relations (MiniLM) compares.
+        """
+        return tuple(self._heads(p) for p in self.in_proj(x).chunk(3, dim=-1))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """Rotate q (last Tq positions) and k (all Tk positions), attend, merge heads -> (B, Tq, D).
+
+        Args:
+            q: (B, H, Tq, Dh) unrotated queries.
+            k, v: (B, H, Tk, Dh) unrotated keys and values (Tk >= Tq; the queries are the last Tq).
+            mask: (B, 1, Tq, Tk) bool, True = may attend.
+        """
         tq, tk = q.shape[2], k.shape[2]
         cos, sin = self.rotary(tk, device=q.device)
         q = apply_rotary(q, cos[tk - tq:], sin[tk - tq:])
@@ -83,24 +102,11 @@ class MultiHeadSelfAttention(nn.Module):
         b = out.shape[0]
         return self.out_proj(out.transpose(1, 2).reshape(b, tq, -1))
 
-    def forward(
-        self, x: Tensor, mask: Tensor, return_qkv: bool = False
-    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
-        """Attend over the whole (padded) sequence.
-
-        Args:
-            x: (B, T, D).
-            mask: (B, 1, T, T) bool, True = may attend (see :mod:`.masks`).
-            return_qkv: also return the projections, for layer-to-layer distillation
-                (MiniLM-style Q-Q, K-K, V-V relations).
-
-        Returns:
-            (B, T, D); with ``return_qkv``, ``(out, (q, k, v))``, each (B, H, T, Dh), the
-            per-head projections *before* rotary positions (content only).
-        """
-        q, k, v = (self._heads(p) for p in self.in_proj(x).chunk(3, dim=-1))
-        out = self._attend(q, k, v, mask)
-        return (out, (q, k, v)) if return_qkv else out
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Attend over the whole (padded) sequence: (B, T, D) under a (B, 1, T, T) bool mask
+        (True = may attend, see :mod:`.masks`) -> (B, T, D). The projections it attends with
+        come from :meth:`project`."""
+        return self.attend(*self.project(x), mask)
 
     def streaming_forward(self, x: Tensor, mask: Tensor, kv_cache: Tensor) -> tuple[Tensor, Tensor]:
         """Attend from one chunk to ``[cached frames; chunk]``.
@@ -118,5 +124,5 @@ class MultiHeadSelfAttention(nn.Module):
         q, k_new, v_new = self.in_proj(x).chunk(3, dim=-1)
         kv_window = torch.cat([kv_cache, torch.cat([k_new, v_new], dim=-1)], dim=1)
         k, v = kv_window.chunk(2, dim=-1)
-        out = self._attend(self._heads(q), self._heads(k), self._heads(v), mask)
+        out = self.attend(self._heads(q), self._heads(k), self._heads(v), mask)
         return out, kv_window

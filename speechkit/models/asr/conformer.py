@@ -31,15 +31,26 @@ utterance may be shorter (``chunk_lens``); once an item has had a short chunk it
     states[2]  cached frames    (B,)                  how many attention-cache slots hold real
                                 frames (0 .. L * C); float so every state has one dtype
 
+**Per-layer activations** (for distillation) come from :meth:`ConformerEncoder.extract_features`,
+not from ``forward``, whose return type never changes: an :class:`EncoderFeatures` with every
+layer's output and every attention's Q, K, V.
+
 Example:
-    >>> enc = conformer_xs()
+    >>> enc = conformer_xs().eval()
     >>> feats, feat_lens = torch.randn(2, 300, 80), torch.tensor([300, 200])
     >>> out, out_lens = enc(feats, feat_lens, chunk_size=8, left_chunks=4)
     >>> tuple(out.shape), out_lens.tolist()
     ((2, 74, 144), [74, 49])
+    >>> features = enc.extract_features(feats, feat_lens, chunk_size=8, left_chunks=4)
+    >>> len(features.hidden), tuple(features.qkv[0][0].shape)  # 5 layers; q of layer 1 (B, H, T', Dh)
+    (5, (2, 4, 74, 36))
+    >>> torch.allclose(features.last, out, atol=1e-6)
+    True
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -113,15 +124,18 @@ class ConformerLayer(nn.Module):
         self.ff2 = FeedForward(dim, ffn_dim, dropout)
         self.norm_out = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, mask: Tensor, return_qkv: bool = False):
-        """(B, T, D) under a (B, 1, T, T) mask -> (B, T, D) [, (q, k, v) of the attention]."""
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """(B, T, D) under a (B, 1, T, T) mask -> (B, T, D)."""
+        return self.extract_features(x, mask)[0]
+
+    def extract_features(self, x: Tensor, mask: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """Like :meth:`forward`, also returning the attention's ``(q, k, v)``, each (B, H, T, Dh),
+        before rotary positions (:meth:`MultiHeadSelfAttention.project`)."""
         x = x + 0.5 * self.ff1(x)
-        attn = self.attn(self.norm_attn(x), mask, return_qkv=return_qkv)
-        attn, qkv = attn if return_qkv else (attn, None)
-        x = x + self.dropout(attn)
+        qkv = self.attn.project(self.norm_attn(x))
+        x = x + self.dropout(self.attn.attend(*qkv, mask))
         x = x + self.conv(x)[0]
-        x = self.norm_out(x + 0.5 * self.ff2(x))
-        return (x, qkv) if return_qkv else x
+        return self.norm_out(x + 0.5 * self.ff2(x)), qkv
 
     def streaming_forward(
         self, x: Tensor, mask: Tensor, kv_cache: Tensor, conv_cache: Tensor
@@ -140,6 +154,28 @@ def _keep_latest(window: Tensor, valid_lens: Tensor, keep: int) -> Tensor:
     ``valid_lens`` real frames, keep the ``keep`` (= P) latest real frames -> (B, P, E)."""
     index = valid_lens[:, None] + torch.arange(keep, device=window.device)[None, :]
     return torch.gather(window, 1, index[:, :, None].expand(-1, -1, window.shape[2]))
+
+
+@dataclass
+class EncoderFeatures:
+    """Per-layer activations of :meth:`ConformerEncoder.extract_features` (N layers).
+
+    Attributes:
+        hidden: N tensors (B, T', D), each layer's output in order; ``hidden[-1]`` is the
+            encoder output, what ``forward`` returns and the CTC head consumes.
+        lens: int64 (B,) valid encoder frames of each item (frames past it are padding).
+        qkv: N triples ``(q, k, v)``, each (B, H, T', Dh): every layer's attention
+            projections before rotary positions, for Q-Q, K-K, V-V relation distillation.
+    """
+
+    hidden: list[Tensor]
+    lens: Tensor
+    qkv: list[tuple[Tensor, Tensor, Tensor]]
+
+    @property
+    def last(self) -> Tensor:
+        """(B, T', D) the last layer's output (= ``forward``'s ``enc_out``)."""
+        return self.hidden[-1]
 
 
 class ConformerEncoder(nn.Module):
@@ -207,13 +243,8 @@ class ConformerEncoder(nn.Module):
         return self.dropout(x), x_lens
 
     def forward(
-        self,
-        feats: Tensor,
-        feat_lens: Tensor,
-        chunk_size: int = -1,
-        left_chunks: int = -1,
-        return_hidden: bool = False,
-    ):
+        self, feats: Tensor, feat_lens: Tensor, chunk_size: int = -1, left_chunks: int = -1
+    ) -> tuple[Tensor, Tensor]:
         """Encode a padded batch.
 
         Args:
@@ -221,19 +252,32 @@ class ConformerEncoder(nn.Module):
             feat_lens: int64 (B,).
             chunk_size: C encoder frames per attention chunk; -1 for full context.
             left_chunks: L chunks of left context; -1 for all.
-            return_hidden: also return every layer's output (for distillation).
 
         Returns:
-            ``(enc_out, enc_lens)``: (B, T', D) and int64 (B,); with ``return_hidden``, a third
-            item, the list of the N layers' outputs (B, T', D) (the last is ``enc_out``).
+            ``(enc_out, enc_lens)``: (B, T', D) and int64 (B,). Per-layer outputs come from
+            :meth:`extract_features`.
         """
         x, x_lens = self.embed(feats, feat_lens)
         mask = masks.attention_mask(x_lens, x.shape[1], chunk_size, left_chunks)
-        hidden = []
         for layer in self.layers:
             x = layer(x, mask)
+        return x, x_lens
+
+    def extract_features(
+        self, feats: Tensor, feat_lens: Tensor, chunk_size: int = -1, left_chunks: int = -1
+    ) -> EncoderFeatures:
+        """Every layer's output and attention Q, K, V (for distillation); arguments as :meth:`forward`.
+
+        ``extract_features(...).last`` equals ``forward(...)[0]`` (same computation).
+        """
+        x, x_lens = self.embed(feats, feat_lens)
+        mask = masks.attention_mask(x_lens, x.shape[1], chunk_size, left_chunks)
+        hidden, qkv = [], []
+        for layer in self.layers:
+            x, layer_qkv = layer.extract_features(x, mask)
             hidden.append(x)
-        return (x, x_lens, hidden) if return_hidden else (x, x_lens)
+            qkv.append(layer_qkv)
+        return EncoderFeatures(hidden, x_lens, qkv)
 
     def init_states(self, batch_size: int = 1, chunk_size: int = 8, left_chunks: int = 8) -> list[Tensor]:
         """Zero states for streaming with chunks of ``chunk_size`` and ``left_chunks`` of context.

@@ -21,10 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-#: Encoder frame = SUBSAMPLING feature frames.
-SUBSAMPLING = 4
-#: Input frames read by one output frame (the receptive field of two stride-2 3x3 convs).
-RECEPTIVE_FIELD = 7
+# The frame constants live in one place, shared with the torch-free runtime's chunk schedule:
+# SUBSAMPLING (encoder frame = 4 feature frames; re-exported for the encoder), RECEPTIVE_FIELD
+# (7 input frames per output frame).
+from speechkit.runtime.chunking import RECEPTIVE_FIELD, chunk_input_frames
+from speechkit.runtime.chunking import SUBSAMPLING as SUBSAMPLING
 
 
 def output_lengths(feat_lens: Tensor) -> Tensor:
@@ -41,7 +42,7 @@ def output_lengths(feat_lens: Tensor) -> Tensor:
 
 def input_frames(num_output_frames: int) -> int:
     """Input frames that produce exactly ``num_output_frames``: ``(C - 1) * 4 + 7``."""
-    return (num_output_frames - 1) * SUBSAMPLING + RECEPTIVE_FIELD
+    return chunk_input_frames(num_output_frames)
 
 
 class Conv2dSubsampling4(nn.Module):

@@ -16,9 +16,13 @@ the whole clip and on its length. Streaming detection runs it on a sliding windo
 ``clip`` frames (see ``speechkit.runtime``); it has no ``streaming_forward``.
 
 Tensor axes inside: ``(B, C, F, T)`` = batch, channels, mel bins, frames.
+
+``forward`` always returns logits; per-stage activations (for distillation or embeddings) come
+from ``extract_features``, a :class:`ClassifierFeatures`.
 """
 
 import math
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
@@ -102,6 +106,24 @@ class BCResBlock(nn.Module):
         return nn.functional.relu(y)
 
 
+@dataclass
+class ClassifierFeatures:
+    """Per-stage activations of a BC-ResNet classifier (``extract_features``).
+
+    Attributes:
+        stages: one map per stage, ``(B, C_i, F_i, T_i)``, after the stage's ResNorm (and,
+            in BC-ResNet-Mod, its pool); ``stages[-1]`` is what the classifier head turns into
+            logits: ``model.classifier(stages[-1]).flatten(1) == model(feats)``.
+    """
+
+    stages: list[Tensor]
+
+    @property
+    def last(self) -> Tensor:
+        """The last stage's map, the classifier head's input."""
+        return self.stages[-1]
+
+
 def check_subband_sizes(
     model: str, freq_bins: list[int], num_subbands: int, in_bins: int
 ) -> None:
@@ -163,10 +185,13 @@ class BCResNet(nn.Module):
     Example:
         >>> import torch
         >>> model = BCResNet(num_classes=12, width=1).eval()
-        >>> model(torch.randn(2, 101, 40)).shape
+        >>> feats = torch.randn(2, 101, 40)
+        >>> model(feats).shape
         torch.Size([2, 12])
         >>> sum(p.numel() for p in model.parameters())
         9232
+        >>> [tuple(x.shape) for x in model.extract_features(feats).stages]
+        [(2, 8, 20, 101), (2, 12, 10, 101), (2, 16, 5, 101), (2, 20, 5, 101)]
     """
 
     def __init__(
@@ -240,11 +265,17 @@ class BCResNet(nn.Module):
         Returns:
             ``(B, num_classes)`` logits.
         """
+        return self.classifier(self.extract_features(feats).last).flatten(1)
+
+    def extract_features(self, feats: Tensor) -> ClassifierFeatures:
+        """The four stages' outputs for ``(B, T, F)`` features (see :class:`ClassifierFeatures`)."""
         x = features_to_map(feats, self.in_bins, "BCResNet")
         x = self.head(self.input_norm(x))
+        stages = []
         for stage, norm in zip(self.stages, self.stage_norms):
             x = norm(stage(x))
-        return self.classifier(x).flatten(1)
+            stages.append(x)
+        return ClassifierFeatures(stages)
 
 
 def _bcresnet_freq_sizes(in_bins: int, freq_strides: tuple[int, ...]) -> list[int]:

@@ -4,8 +4,8 @@ Kim, Yang, Kim, Chang, "QTI Submission to DCASE 2021: Residual Normalization for
 Device-Imbalanced Acoustic Scene Classification with Efficient Design" (arXiv 2206.13909) and
 the workshop version "Domain Generalization on Efficient Acoustic Scene Classification using
 Residual Normalization" (arXiv 2111.06531, where it is called BC-ResNet-ASC). No official code
-was released; the layout follows the public reimplementations (see methods.md 1.4), with
-FreqNorm inside ResNorm as in the workshop paper. The blocks are the KWS
+was released; the layout follows the public reimplementations (see docs/methods/kws.md,
+section 4), with FreqNorm inside ResNorm as in the workshop paper. The blocks are the KWS
 :class:`~speechkit.models.kws.bcresnet.BCResBlock`.
 
 Assumed front-end (the front-end module is separate; this model only needs ``in_bins``):
@@ -22,7 +22,7 @@ import math
 from torch import Tensor, nn
 
 from speechkit.errors import SpeechkitError
-from speechkit.models.kws.bcresnet import BCResBlock, check_subband_sizes, features_to_map
+from speechkit.models.kws.bcresnet import BCResBlock, ClassifierFeatures, check_subband_sizes, features_to_map
 from speechkit.models.nn.norm import ResNorm
 
 
@@ -70,10 +70,13 @@ class BCResNetMod(nn.Module):
     Example:
         >>> import torch
         >>> model = BCResNetMod(num_classes=10, base_width=40).eval()
-        >>> model(torch.randn(2, 501, 256)).shape
+        >>> feats = torch.randn(2, 501, 256)
+        >>> model(feats).shape
         torch.Size([2, 10])
         >>> sum(p.numel() for p in model.parameters())
         85890
+        >>> [tuple(x.shape) for x in model.extract_features(feats).stages]
+        [(2, 40, 64, 125), (2, 60, 32, 62), (2, 80, 32, 62), (2, 100, 32, 62)]
     """
 
     def __init__(
@@ -143,8 +146,14 @@ class BCResNetMod(nn.Module):
         Returns:
             ``(B, num_classes)`` logits.
         """
+        return self.classifier(self.extract_features(feats).last).flatten(1)
+
+    def extract_features(self, feats: Tensor) -> ClassifierFeatures:
+        """The four stages' outputs (after ResNorm and pool) for ``(B, T, F)`` features."""
         x = features_to_map(feats, self.in_bins, "BCResNetMod")
         x = self.head(self.input_norm(x))
+        stages = []
         for stage, norm, pool in zip(self.stages, self.stage_norms, self.pools):
             x = pool(norm(stage(x)))
-        return self.classifier(x).flatten(1)
+            stages.append(x)
+        return ClassifierFeatures(stages)

@@ -1,0 +1,89 @@
+"""``speechkit demo kws``: live keyword spotting with a KWS artifact (no torch).
+
+One JSON object per detection on stdout, ``{"time": s, "keyword": str, "score": p}`` (``time``
+in seconds from the start of the input), and, when stderr is a terminal, a self-overwriting
+line there with the input level and each keyword's smoothed score.
+
+Usage::
+
+    speechkit demo kws --model kws.onnx --input mic
+    sox in.wav -t raw -r 16000 -e signed -b 16 -c 1 - | speechkit demo kws --model kws.onnx --input -
+
+The detector options (:func:`add_detector_arguments`, :func:`parse_thresholds`) are shared with
+``speechkit calibrate`` and ``speechkit eval-stream``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from speechkit.errors import SpeechkitError
+from speechkit.plugins import Subcommand
+from speechkit.runtime.demo import StatusLine, add_input_arguments, level_meter, pump_input
+
+
+def add_detector_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of :class:`speechkit.runtime.kws.KeywordDetector` (``--model``, ``--threshold``, ...)."""
+    p.add_argument("--model", required=True, type=Path, help="KWS .onnx from `speechkit export`")
+    p.add_argument("--threshold", default=None,
+                   help="one threshold for every keyword (e.g. 0.8) or per keyword (yes=0.8,no=0.7); "
+                   "default: <model>.thresholds.json if present, else 0.5")
+    p.add_argument("--hop-ms", type=float, default=None, help="time between evaluations (default 100, or the calibrated value)")
+    p.add_argument("--smoothing", type=int, default=None, help="posterior moving average in evaluations (default 3)")
+    p.add_argument("--refractory", type=float, default=None, help="seconds without detections after one (default: one clip)")
+    p.add_argument("--vad", type=int, default=None, choices=[0, 1, 2, 3], help="gate with webrtcvad at this aggressiveness")
+
+
+def parse_thresholds(text: str | None) -> float | dict[str, float] | None:
+    """``--threshold`` text to the detector's ``thresholds`` argument.
+
+    >>> parse_thresholds("0.8"), parse_thresholds("yes=0.8,no=0.7"), parse_thresholds(None)
+    (0.8, {'yes': 0.8, 'no': 0.7}, None)
+
+    Raises:
+        SpeechkitError: neither a number nor ``keyword=number,...``.
+    """
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        return {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        raise SpeechkitError(f"--threshold {text!r}: expected a number or keyword=number,keyword=number") from None
+
+
+def detector_from_args(args: argparse.Namespace):
+    """A :class:`~speechkit.runtime.kws.KeywordDetector` from the :func:`add_detector_arguments` options."""
+    from speechkit.runtime.kws import KeywordDetector
+
+    return KeywordDetector(
+        args.model, parse_thresholds(args.threshold), hop_ms=args.hop_ms, smoothing=args.smoothing,
+        refractory_s=args.refractory, vad=args.vad,
+    )
+
+
+def add_kws_demo_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``demo kws`` options: the detector's, then the input's."""
+    add_detector_arguments(p)
+    add_input_arguments(p)
+
+
+def run_kws_demo(args: argparse.Namespace) -> int:
+    """Stream the input through the detector; JSON lines on stdout, live meter on a TTY stderr."""
+    detector = detector_from_args(args)
+    out = StatusLine()
+
+    def feed(block, rate) -> None:
+        out.emit_all(detector.accept_waveform(block, rate))
+        out.update(level_meter(detector.level_db, detector.last_scores, detector.keywords))
+
+    return pump_input(args, feed, lambda: out.emit_all(detector.input_finished()), out)
+
+
+DEMO_MODE = Subcommand(
+    "kws", "keyword spotting with a KWS .onnx: one JSON line per detection",
+    add_kws_demo_arguments, run_kws_demo, order=10,
+)
