@@ -16,7 +16,9 @@ import pytest
 import torch
 
 #: The packages whose modules must carry running examples.
-PACKAGES = ("speechkit.models", "speechkit.frontends", "speechkit.losses", "speechkit.decoding", "speechkit.text")
+PACKAGES = (
+    "speechkit.models", "speechkit.frontends", "speechkit.losses", "speechkit.metrics", "speechkit.decoding", "speechkit.text",
+)
 
 #: Module -> reason, for modules allowed to have +SKIP examples (keep this short).
 SKIP_ALLOWED: dict[str, str] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
@@ -16,6 +15,7 @@ class CrossEntropyLoss(nn.Module):
         label_smoothing: mass moved uniformly to all classes (0 = plain CE, as BC-ResNet).
 
     Example:
+        >>> import torch
         >>> loss_fn = CrossEntropyLoss(label_smoothing=0.1)
         >>> loss, stats = loss_fn(torch.zeros(2, 3), {"labels": torch.tensor([0, 2])})
         >>> round(loss.item(), 4)

@@ -51,8 +51,8 @@ def word_errors(reference: str, hypothesis: str) -> WordErrors:
     """Alignment counts of one utterance (jiwer's Levenshtein alignment over words).
 
     Example:
-        >>> word_errors("TURN ON THE LIGHT", "TURN THE LIGHTS ON")
-        WordErrors(substitutions=1, deletions=1, insertions=1, ref_words=4)
+        >>> word_errors("TURN ON THE LIGHT", "TURN THE LIGHT")
+        WordErrors(substitutions=0, deletions=1, insertions=0, ref_words=4)
     """
     import jiwer
 

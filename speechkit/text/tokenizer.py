@@ -58,7 +58,7 @@ class Tokenizer:
         self._load(path.read_bytes(), str(path))
 
     @classmethod
-    def from_bytes(cls, model_proto: bytes, name: str = "<bytes>") -> "Tokenizer":
+    def from_bytes(cls, model_proto: bytes, name: str = "<bytes>") -> Tokenizer:
         """Build from a serialized sentencepiece model (e.g. one stored in a checkpoint)."""
         tokenizer = cls.__new__(cls)
         tokenizer._load(model_proto, name)
