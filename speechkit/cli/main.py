@@ -1,8 +1,10 @@
 """``speechkit`` console entry point.
 
 ``fit|validate|test|predict`` go to LightningCLI (``speechkit.cli.lightning_cli``); every other
-subcommand lives in a module ``speechkit/cli/<name>_cmd.py``, found by scanning the folder (no
-list to edit), that defines ``register(subparsers)`` and may set ``ORDER`` (its place in
+subcommand lives in a module ``<package>/<name>_cmd.py`` of :data:`COMMAND_PACKAGES` (the CLI's
+own commands in ``speechkit/cli/``; a family's tools for trained models, such as ASR's
+``transcribe`` and ``eval-asr``, in ``speechkit/inference/``), found by scanning (no list to
+edit), that defines ``register(subparsers)`` and may set ``ORDER`` (its place in
 ``--help``, lowest first, default 100; ties by module name). The parser it adds sets ``func`` to
 a callable taking the parsed ``argparse.Namespace`` and returning an exit status (or None).
 Modules import heavy libraries inside those functions so ``speechkit --help`` stays fast.
@@ -28,13 +30,14 @@ from speechkit.plugins import import_submodules
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
-#: modules of this package named ``*<COMMAND_SUFFIX>`` define subcommands.
+#: modules of these packages named ``*<COMMAND_SUFFIX>`` define subcommands.
+COMMAND_PACKAGES = ("speechkit.cli", "speechkit.inference")
 COMMAND_SUFFIX = "_cmd"
 
 
 def command_modules() -> list[ModuleType]:
-    """Every ``speechkit/cli/*_cmd.py`` module, in ``--help`` order (``ORDER``, then name)."""
-    modules = import_submodules(__package__ or "speechkit.cli", suffix=COMMAND_SUFFIX)
+    """Every ``*_cmd.py`` module of :data:`COMMAND_PACKAGES`, in ``--help`` order (``ORDER``, then name)."""
+    modules = [m for package in COMMAND_PACKAGES for m in import_submodules(package, suffix=COMMAND_SUFFIX)]
     return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# One implementation of the reverse direction, in the torch-free runtime (which may not import
+# frontends); re-exported here beside the function that writes the dict it reads.
+from speechkit.runtime.fbank_options import knf_options_from_dict  # noqa: F401
+
 # Kaldi's window names (feature-window.cc); kaldi-native-fbank accepts the same strings.
 KALDI_WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "sine", "blackman")
 
@@ -76,35 +80,3 @@ def fbank_options_dict(
         "use_log_fbank": True,
         "use_power": True,
     }
-
-
-def knf_options_from_dict(options: dict[str, Any]) -> Any:
-    """Build ``kaldi_native_fbank.FbankOptions`` from a dict made by :func:`fbank_options_dict`.
-
-    Every key present is set on the options object (nested dicts on ``frame_opts`` /
-    ``mel_opts``); absent keys keep kaldi-native-fbank's defaults. Setting attributes one by one,
-    rather than ``FbankOptions.from_dict``, works with partial dicts and older releases.
-
-    Args:
-        options: e.g. ``json.loads(metadata["feature"])``.
-
-    Returns:
-        A ``knf.FbankOptions`` ready for ``knf.OnlineFbank(opts)``.
-
-    Raises:
-        ValueError: a key that ``knf.FbankOptions`` does not have (a typo or a newer layout),
-            named in the message.
-
-    Example:
-        >>> opts = knf_options_from_dict(fbank_options_dict(num_mel_bins=40, snip_edges=False))
-        >>> opts.mel_opts.num_bins, opts.frame_opts.snip_edges, opts.frame_opts.samp_freq
-        (40, False, 16000.0)
-        >>> knf_options_from_dict({"frame_opts": {"samp_frq": 8000}})
-        Traceback (most recent call last):
-        ...
-        ValueError: unknown kaldi-native-fbank option 'frame_opts.samp_frq'
-    """
-    # One implementation, in the torch-free runtime (which may not import frontends).
-    from speechkit.runtime.fbank_options import knf_options_from_dict as from_dict
-
-    return from_dict(options)

@@ -14,9 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from speechkit.errors import SpeechkitError
-
-#: The recipes shipped inside the package.
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+from speechkit.tasks.training import RECIPES_DIR
 
 
 def recipe_path(relative: str) -> Path:

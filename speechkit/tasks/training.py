@@ -23,6 +23,38 @@ import yaml
 
 from speechkit.errors import SpeechkitError
 
+#: The recipes shipped inside the package (the checkout's top-level ``recipes`` links here).
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def resolve_configs(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each ``--config`` that names no file but a shipped recipe replaced by its path.
+
+    After a plain ``pip install`` there is no ``recipes/`` folder beside the user, so
+    ``--config recipes/synthetic/kws/config.yaml`` (as the READMEs write it) or
+    ``--config synthetic/kws/config.yaml`` finds the copy inside the package. A file that exists
+    always wins.
+
+    Example:
+        >>> resolve_configs(["fit", "--config", "recipes/synthetic/kws/config.yaml"])[2].endswith(
+        ...     "speechkit/recipes/synthetic/kws/config.yaml")
+        True
+    """
+    out = list(argv)
+    for i, arg in enumerate(out):
+        prefix, value = None, None
+        if arg in ("--config", "-c") and i + 1 < len(out):
+            prefix, value, index = "", out[i + 1], i + 1
+        elif arg.startswith("--config="):
+            prefix, value, index = "--config=", arg.split("=", 1)[1], i
+        if value is None or Path(value).is_file():
+            continue
+        relative = value[len("recipes/"):] if value.startswith("recipes/") else value
+        shipped = RECIPES_DIR / relative
+        if shipped.is_file():
+            out[index] = prefix + str(shipped)
+    return out
+
 
 def task_class_path(argv: Sequence[str]) -> str | None:
     """The ``model.class_path`` the given ``--config`` files (last wins) or ``--model`` ask for.
@@ -135,7 +167,7 @@ def lightning_cli(argv: Sequence[str], run: bool = True):
 
     from speechkit.tasks.base import SpeechTask
 
-    argv = list(argv)
+    argv = resolve_configs(argv)
     cli_class = make_cli_class(data_links(task_class_path(argv)))
     return cli_class(
         model_class=SpeechTask,

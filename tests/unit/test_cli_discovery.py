@@ -313,3 +313,18 @@ def test_demo_discovery_and_cli_front_stay_torch_free():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_config_names_a_shipped_recipe_outside_a_checkout(tmp_path, monkeypatch):
+    """After `pip install .` there is no recipes/ folder: --config finds the packaged copy."""
+    from speechkit.tasks.training import RECIPES_DIR, resolve_configs
+
+    monkeypatch.chdir(tmp_path)
+    shipped = str(RECIPES_DIR / "synthetic/kws/config.yaml")
+    assert resolve_configs(["fit", "--config", "recipes/synthetic/kws/config.yaml"]) == ["fit", "--config", shipped]
+    assert resolve_configs(["--config=synthetic/kws/config.yaml"]) == [f"--config={shipped}"]
+    own = tmp_path / "synthetic" / "kws" / "config.yaml"
+    own.parent.mkdir(parents=True)
+    own.write_text("seed_everything: 1\n")
+    assert resolve_configs(["--config", "synthetic/kws/config.yaml"]) == ["--config", "synthetic/kws/config.yaml"]
+    assert resolve_configs(["--config", "missing.yaml"]) == ["--config", "missing.yaml"]
