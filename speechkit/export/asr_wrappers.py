@@ -1,4 +1,4 @@
-"""ASR export wrappers and the artifacts' metadata (ARCHITECTURE contract 7).
+"""ASR export wrappers and the artifacts' metadata (docs/ARCHITECTURE.md contract 7).
 
 The features stay outside the graph: a phone app computes them with kaldi-native-fbank's
 ``OnlineFbank`` from the options in the metadata, as sherpa-onnx apps do, and feeds the encoder

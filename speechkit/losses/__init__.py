@@ -1,4 +1,4 @@
-"""Objectives, kept apart from the networks (ARCHITECTURE contract 3).
+"""Objectives, kept apart from the networks (docs/ARCHITECTURE.md contract 3).
 
 Every loss is an ``nn.Module`` called as ``loss(outputs, batch) -> (loss, stats)``.
 

@@ -1,4 +1,4 @@
-"""Classification objectives (kept apart from the networks, ARCHITECTURE contract 3)."""
+"""Classification objectives (kept apart from the networks, docs/ARCHITECTURE.md contract 3)."""
 
 from __future__ import annotations
 

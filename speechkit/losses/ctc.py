@@ -26,7 +26,7 @@ def min_ctc_frames(tokens: Tensor, token_lens: Tensor) -> Tensor:
 class CTCLoss(nn.Module):
     """CTC loss, summed per utterance and averaged over the batch (as WeNet).
 
-    ``loss(outputs, batch) -> (loss, stats)`` (ARCHITECTURE contract 3) with
+    ``loss(outputs, batch) -> (loss, stats)`` (docs/ARCHITECTURE.md contract 3) with
 
     * ``outputs["log_probs"]``: (B, T', V) log-probabilities (e.g. :class:`CTCHead`), and
       ``outputs["log_prob_lens"]``: int64 (B,) valid frames;

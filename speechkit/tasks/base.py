@@ -1,7 +1,7 @@
 """Scaffolding shared by every speechkit task (LightningModule).
 
 A task receives its network parts as modules (dependency injection through LightningCLI,
-ARCHITECTURE contract 4) and adds what every family needs: the optimizer with a per-iteration
+docs/ARCHITECTURE.md contract 4) and adds what every family needs: the optimizer with a per-iteration
 warm-up + decay schedule, best/last checkpointing on the task's own metric, and ``train/``,
 ``val/``, ``test/`` logging. Subclasses implement :meth:`SpeechTask.step`.
 

@@ -2,7 +2,7 @@
 
 The task (``model:``) and data module (``data:``) are given by ``class_path`` in the recipe, so one
 entry point serves every family. Values the data module knows are linked into the task at
-instantiation (STYLE.md "links instead of repetition"); the links are the task class's
+instantiation (links instead of repetition: a value is written once); the links are the task class's
 ``data_links`` (:attr:`speechkit.tasks.base.SpeechTask.data_links`), read from the class the
 config names before the parser is built.
 

@@ -9,7 +9,7 @@ feed-forward, and a final LayerNorm. The convolution module uses LayerNorm where
 BatchNorm, so that a padded batch equals its items and a chunk decoded alone equals the same
 chunk in the whole utterance (WeNet's ``cnn_module_norm: layer_norm``).
 
-Streaming (ARCHITECTURE contract 2): :meth:`ConformerEncoder.streaming_forward` on consecutive
+Streaming (docs/ARCHITECTURE.md contract 2): :meth:`ConformerEncoder.streaming_forward` on consecutive
 chunks with carried states gives the outputs of :meth:`ConformerEncoder.forward` with the same
 ``chunk_size`` and ``left_chunks``, up to float rounding. This is the one place where the state
 is documented.
