@@ -335,3 +335,13 @@ def synthesize(text: str, voice: Voice, sample_rate: int = 16000, seed: int = 0)
         return audio
     source_rate = round(engine.native_rate * voice.speed_factor)
     return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0)
+
+
+def reproducibility_note(deterministic: bool) -> str:
+    """The warning a corpus summary line carries when espeak-ng failed its reproducibility check.
+
+    Example:
+        >>> reproducibility_note(True), reproducibility_note(False)
+        ('', '; warning: espeak-ng output is not reproducible here')
+    """
+    return "" if deterministic else "; warning: espeak-ng output is not reproducible here"

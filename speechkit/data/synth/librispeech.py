@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from speechkit.data.synth import effects
-from speechkit.data.synth.espeak import get_engine, synthesize
+from speechkit.data.synth.espeak import get_engine, reproducibility_note, synthesize
 from speechkit.data.synth.speech_commands import (
     clip_rng,
     comma_separated,
@@ -354,11 +354,7 @@ def _synth_from_args(args) -> int:
         )
     print(
         f"  {summary['seconds']:.1f} s, {summary['realtime_factor']}x real time"
-        + (
-            ""
-            if summary["deterministic"]
-            else "; warning: espeak-ng output is not reproducible here"
-        )
+        + reproducibility_note(summary["deterministic"])
     )
     return 0
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from speechkit.audio import save_audio
 from speechkit.data.synth import effects
-from speechkit.data.synth.espeak import get_engine, synthesize
+from speechkit.data.synth.espeak import get_engine, reproducibility_note, synthesize
 from speechkit.data.synth.voices import Voice, sample_speakers
 from speechkit.errors import SpeechkitError
 from speechkit.fileio import write_json_atomic, write_text_atomic
@@ -643,11 +643,7 @@ def _synth_from_args(args) -> int:
     print(
         f"  {summary['seconds']:.1f} s, {summary['clips_per_second']} clips/s, "
         f"{summary['realtime_factor']}x real time"
-        + (
-            ""
-            if summary["deterministic"]
-            else "; warning: espeak-ng output is not reproducible here"
-        )
+        + reproducibility_note(summary["deterministic"])
     )
     return 0
 
