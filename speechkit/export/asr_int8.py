@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from speechkit.errors import SpeechkitError
-from speechkit.export.gate import GateReport, QualityGate, QualityGateError
+from speechkit.export.gate import GateReport, QualityGate
+from speechkit.export.int8 import write_gated_int8
 from speechkit.export.onnx_export import read_metadata, write_metadata
 from speechkit.fileio import atomic_path
 
@@ -111,20 +110,19 @@ def write_int8(
     Raises:
         QualityGateError: the gate failed (nothing written); SpeechkitError: no test set, no force.
     """
-    out_path = Path(out_path)
     if test_manifest is None and not force:
         raise SpeechkitError("--int8 checks the WER on test audio: pass --test-manifest, or --force to skip the check")
-    int8_path = out_path.with_name(f"{out_path.stem}_int8.onnx")
-    with tempfile.TemporaryDirectory(dir=out_path.parent) as scratch:
-        candidate = quantize_asr(out_path, Path(scratch) / int8_path.name)
-        report = None
-        if test_manifest is not None:
-            try:
-                report = int8_gate(out_path, candidate, test_manifest, gate, force=force)
-            except QualityGateError as exc:
-                raise QualityGateError(str(exc).replace(str(candidate), str(int8_path))) from None
-        with atomic_path(int8_path) as tmp:
-            shutil.copyfile(candidate, tmp)
+
+    def measure(path: Path) -> tuple[float, int]:
+        wer, count = onnx_wer(path, test_manifest)
+        return 100.0 * wer, count
+
+    # The shared quantize -> measure both -> judge -> move-into-place sequence; silent here (the
+    # callers print the returned report).
+    int8_path, report = write_gated_int8(
+        out_path, quantize_asr, gate, measure if test_manifest is not None else None, force=force,
+        log=lambda line: None,
+    )
     return {"path": str(int8_path), "size_bytes": int8_path.stat().st_size,
             "gate": report.to_dict() if report is not None else None,
             "forced": bool(force and (report is None or not report.passed))}
