@@ -43,6 +43,7 @@ def frame_targets(
     window_samples: int,
     unknown_index: int,
     end_tolerance_samples: int = 1600,
+    kw_labels: Tensor | None = None,
 ) -> Tensor:
     """Per-frame class targets of a batch (see the module docstring for the rule).
 
@@ -56,6 +57,9 @@ def frame_targets(
         window_samples: samples of the window a detector score looks at (the clip length).
         unknown_index: class index of ``_unknown_``.
         end_tolerance_samples: samples before the keyword's end whose frames are ignored.
+        kw_labels: (B,) class of the keyword at ``[kw_start, kw_end)``; ``None``: ``labels``
+            (an item whose last window lost the keyword is labelled ``_unknown_``, yet its
+            earlier frames heard the whole keyword).
 
     Returns:
         (B, T) int64 targets, :data:`IGNORE` where no target applies.
@@ -72,6 +76,7 @@ def frame_targets(
     starts = ends - window_samples
     labels_ = labels[:, None].expand(-1, num_frames)
     targets = labels_.clone()
+    kw_labels_ = labels_ if kw_labels is None else kw_labels[:, None].expand(-1, num_frames)
     has_kw = (kw_start >= 0)[:, None]
     ks, ke = kw_start[:, None], kw_end[:, None]
     length = (ke - ks).clamp(min=1)
@@ -82,7 +87,7 @@ def frame_targets(
     lost_start = ks < starts
     mostly_gone = lost_start & (left_in_window * 2 < length)
     kw_targets = torch.full_like(targets, unknown_index)
-    kw_targets = torch.where(inside, labels_, kw_targets)
+    kw_targets = torch.where(inside, kw_labels_, kw_targets)
     kw_targets = torch.where(fuzzy_end | (lost_start & ~mostly_gone & ~not_ended), IGNORE, kw_targets)
     kw_targets = torch.where(lost_start & ~mostly_gone & not_ended, IGNORE, kw_targets)
     targets = torch.where(has_kw, kw_targets, targets)
@@ -93,8 +98,8 @@ class StreamKwsLoss(nn.Module):
     """Loss over per-frame pooled logits with :func:`frame_targets`.
 
     ``loss(frame_logits (B, T, C), batch) -> (loss, stats)``; ``batch`` has ``labels``,
-    ``kw_start``, ``kw_end`` ((B,) int64); items without ``kw_start`` in the batch (validation
-    clips) are scored at their last frame.
+    ``kw_start``, ``kw_end`` and optionally ``kw_labels`` ((B,) int64). Clip logits (B, C)
+    (validation and test clips) and batches without ``kw_start`` are scored as one window.
 
     Args:
         mode: ``frames``, ``maxpool`` or ``last`` (module docstring).
@@ -137,20 +142,24 @@ class StreamKwsLoss(nn.Module):
 
     def forward(self, frame_logits: Tensor, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         labels = batch["labels"]
+        if frame_logits.dim() == 2:  # clip logits (B, C): a validation or test clip
+            loss = nn.functional.cross_entropy(frame_logits, labels, label_smoothing=self.label_smoothing)
+            return loss, {"loss": loss.detach()}
         if self.mode == "last" or "kw_start" not in batch:
             loss = nn.functional.cross_entropy(frame_logits[:, -1], labels, label_smoothing=self.label_smoothing)
             return loss, {"loss": loss.detach()}
         b, t, c = frame_logits.shape
         targets = frame_targets(
             labels, batch["kw_start"], batch["kw_end"], t, self.hop_samples, self.frame_samples,
-            self.window_samples, self.unknown_index, self.end_tolerance_samples,
+            self.window_samples, self.unknown_index, self.end_tolerance_samples, batch.get("kw_labels"),
         )
-        is_kw_frame = (targets >= 0) & (batch["kw_start"] >= 0)[:, None] & (targets == labels[:, None])
+        kw_labels = batch.get("kw_labels", labels)
+        is_kw_frame = (batch["kw_start"] >= 0)[:, None] & (targets == kw_labels[:, None]) & (kw_labels != self.unknown_index)[:, None]
         stats: dict[str, Tensor] = {"keyword_frames": is_kw_frame.float().sum().detach()}
         if self.mode == "maxpool":
             # Keep, per keyword item, only its best keyword frame; the item's other keyword
             # frames are ignored (the detector needs the keyword to peak once, not everywhere).
-            logp = frame_logits.log_softmax(-1).gather(-1, labels[:, None, None].expand(-1, t, 1)).squeeze(-1)
+            logp = frame_logits.log_softmax(-1).gather(-1, kw_labels[:, None, None].expand(-1, t, 1)).squeeze(-1)
             masked = logp.masked_fill(~is_kw_frame, float("-inf"))
             best = masked.argmax(dim=1)  # (B,)
             keep = torch.zeros_like(is_kw_frame)

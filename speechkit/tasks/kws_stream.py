@@ -36,7 +36,7 @@ class StreamingKwsTask(ClassificationTask):
         end_tolerance_s: seconds before a keyword ends whose frames get no target.
         label_smoothing: cross-entropy label smoothing.
         **kwargs: :class:`ClassificationTask` arguments (``model``, ``frontend``, ``labels``, ...).
-            ``loss`` is not accepted: the loss is the stream loss above.
+            ``loss`` must be left unset: the loss is the stream loss above.
 
     Raises:
         SpeechkitError: the network cannot score frames, the front-end pads frames around their
@@ -52,7 +52,7 @@ class StreamingKwsTask(ClassificationTask):
         label_smoothing: float = 0.0,
         **kwargs,
     ) -> None:
-        if "loss" in kwargs:
+        if kwargs.pop("loss", None) is not None:
             raise SpeechkitError("StreamingKwsTask: the loss is the stream loss; set loss_mode instead of loss")
         if not hasattr(model, "frame_logits"):
             raise SpeechkitError(

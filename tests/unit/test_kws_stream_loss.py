@@ -86,3 +86,13 @@ def test_last_mode_and_batches_without_spans_score_the_last_frame():
 def test_bad_mode_is_refused():
     with pytest.raises(ValueError, match="mode"):
         StreamKwsLoss("mean")
+
+
+def test_frames_that_heard_the_whole_keyword_are_taught_it_even_when_the_last_window_lost_it():
+    # The item's label is _unknown_ (its last window holds under half of the keyword), yet the
+    # frames whose windows held all of it must still be taught the keyword.
+    labels, kw_labels = torch.tensor([UNK]), torch.tensor([2])
+    targets = frame_targets(labels, torch.tensor([1000]), torch.tensor([9000]), 150, HOP, FRAME, WINDOW, UNK,
+                            kw_labels=kw_labels)[0]
+    assert targets[(torch.arange(150) * HOP + FRAME - WINDOW >= 0) & (torch.arange(150) * HOP + FRAME - WINDOW <= 1000)].eq(2).all()
+    assert targets[-1] == UNK
