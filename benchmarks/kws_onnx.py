@@ -3,13 +3,23 @@
 Usage:
     python benchmarks/kws_onnx.py [--widths 1,8] [--repeats 200] [--stream-seconds 60]
     python benchmarks/kws_onnx.py --peer [--model kws.onnx]    # + PocketSphinx on a synthesized stream
+    python benchmarks/kws_onnx.py --widths 1 --stateful-only   # only the windowed vs stateful comparison
 
 Prints, per BC-ResNet width (random weights: latency does not depend on them):
   * latency of one 1 s window (batch 1, front-end included, 1 thread, median) for torch eager,
     ONNX Runtime fp32 and ONNX Runtime int8 (static, calibrated on synthetic audio);
   * CPU seconds per audio second of the streaming ``KeywordDetector`` (100 ms hop, smoothing 3),
     fp32 and int8;
-  * file sizes of the ``.onnx`` and ``.ort`` artifacts.
+  * file sizes of the ``.onnx`` and ``.ort`` artifacts;
+  * for BC-ResNet-1, in the same run: the windowed detector (the clip artifact re-run on the
+    last 1 s every 100 ms hop) against the stateful streaming detector
+    (``StreamingBCResNet``-1 exported by ``speechkit.export.kws_streaming``: only the new
+    frames each call), both evaluating every 100 ms, the stateful one called on 100 to 500 ms
+    of audio at a time (``call_ms``: CPU vs latency; the evaluations are the same): CPU
+    seconds per audio second, per-call latency, file size; and the stateful graph with
+    onnxruntime's STFT front-end instead of the DFT-as-matmul one (``--frontend-profile``).
+Every CPU figure is the best of ``--trials`` runs (``time.thread_time``/``process_time``): on a
+shared machine the minimum is the least disturbed measurement.
 With ``--peer``: recall and false alarms per hour of PocketSphinx keyphrase spotting (its
 bundled US English model, several ``kws_threshold`` values) on a stream synthesized with
 espeak-ng, and of speechkit's detector on the same stream when ``--model`` (a KWS model
@@ -29,10 +39,11 @@ import numpy as np
 import torch
 
 from speechkit.export.clip_classifier import export_clip_classifier, quantize_clip_classifier
+from speechkit.export.kws_streaming import export_streaming_kws
 from speechkit.export.onnx_export import convert_to_ort
 from speechkit.frontends import LogMel
-from speechkit.models.kws import BCResNet
-from speechkit.runtime import KeywordDetector, KwsModel
+from speechkit.models.kws import BCResNet, StreamingBCResNet
+from speechkit.runtime import KeywordDetector, KwsModel, StreamingKwsModel
 
 RATE = 16000
 
@@ -75,15 +86,102 @@ def median_ms(fn, repeats: int, warmup: int = 10) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
-def streaming_cpu_per_audio_second(model_path: Path, seconds: float) -> float:
-    """CPU seconds per audio second of the detector fed 100 ms chunks (1 ORT thread)."""
-    detector = KeywordDetector(KwsModel(model_path, num_threads=1), thresholds=0.9, hop_ms=100, smoothing=3)
+def streaming_cpu_per_audio_second(
+    model_path: Path, seconds: float, hop_ms: float = 100.0, trials: int = 1, call_ms: float | None = None
+) -> float:
+    """CPU seconds per audio second of the detector (1 ORT thread), best of ``trials``.
+
+    Opens either KWS artifact (the windowed clip classifier or the stateful ``*_stream.onnx``);
+    the audio arrives in chunks of ``call_ms`` (default ``hop_ms``), which for the stateful one
+    is also the audio per model call; evaluations are every ``hop_ms`` either way.
+    """
+    detector = KeywordDetector(model_path, thresholds=0.9, hop_ms=hop_ms, smoothing=3, num_threads=1,
+                               thresholds_file=False, call_ms=call_ms)
     audio = synthetic_audio(int(seconds), RATE, seed=2).reshape(-1)
-    chunk = RATE // 10
-    start = time.process_time()
-    for i in range(0, len(audio), chunk):
-        detector.accept_waveform(audio[i : i + chunk], RATE)
-    return (time.process_time() - start) / (len(audio) / RATE)
+    chunk = int(round((call_ms or hop_ms) * RATE / 1000))
+    best = float("inf")
+    for _ in range(trials):
+        detector.reset()
+        start = time.process_time()
+        for i in range(0, len(audio), chunk):
+            detector.accept_waveform(audio[i : i + chunk], RATE)
+        best = min(best, time.process_time() - start)
+    return best / (len(audio) / RATE)
+
+
+def best_call_ms(model: StreamingKwsModel, frames: int, repeats: int, trials: int) -> float:
+    """CPU ms of one stateful call on ``frames`` new frames (caches carried), best of ``trials`` medians."""
+    audio = synthetic_audio(1, frames * model.hop_length, seed=5)[0]
+    model.reset()
+    return min(median_ms(lambda: model.logits(audio), repeats)[1] for _ in range(trials))
+
+
+#: Audio per call of the stateful detector (evaluations stay every 100 ms).
+STATEFUL_CALLS_MS = (100, 200, 300, 400, 500)
+
+
+def bench_stateful(workdir: Path, stream_seconds: float, repeats: int, trials: int, frontend_profile: bool) -> dict:
+    """Windowed BC-ResNet-1 detector vs stateful StreamingBCResNet-1 detector, measured in one run."""
+    frontend, clip_model = build(1.0)
+    clip_path = workdir / "kws_bcresnet1_window.onnx"
+    export_clip_classifier(frontend, clip_model, [f"k{i}" for i in range(12)], RATE, RATE, clip_path, task_name="kws")
+    stream_frontend, stream_model = build_streaming()
+    stream_path = workdir / "kws_bcresnet1_stream.onnx"
+    labels = ["_unknown_"] + [f"k{i}" for i in range(11)]
+    export_streaming_kws(stream_frontend, stream_model, labels, RATE, RATE, stream_path)
+    clip, clip_audio = KwsModel(clip_path), synthetic_audio(1, RATE, seed=4)
+    result = {
+        "windowed_cpu": streaming_cpu_per_audio_second(clip_path, stream_seconds, 100.0, trials),
+        "windowed_call_ms": min(median_ms(lambda: clip.logits(clip_audio), repeats)[1] for _ in range(trials)),
+        "windowed_kB": clip_path.stat().st_size / 1e3,
+        "stateful_kB": stream_path.stat().st_size / 1e3,
+        "stateful_params": sum(p.numel() for p in stream_model.parameters()),
+        "hops": {},
+    }
+    model = StreamingKwsModel(stream_path)
+    for call in STATEFUL_CALLS_MS:
+        result["hops"][call] = {
+            "cpu": streaming_cpu_per_audio_second(stream_path, stream_seconds, 100.0, trials, call_ms=call),
+            "call_ms": best_call_ms(model, call // 10, repeats, trials),
+        }
+    if frontend_profile:  # the same graph with onnxruntime's STFT kernel as the front-end
+        import speechkit.export.kws_streaming as kws_streaming
+
+        stft_path = workdir / "kws_bcresnet1_stream_stft.onnx"
+        original = kws_streaming.graph_frontend
+        kws_streaming.graph_frontend = lambda frontend: None
+        try:
+            export_streaming_kws(stream_frontend, stream_model, labels, RATE, RATE, stft_path)
+        finally:
+            kws_streaming.graph_frontend = original
+        stft = StreamingKwsModel(stft_path)
+        result["stft"] = {call: {"cpu": streaming_cpu_per_audio_second(stft_path, stream_seconds, 100.0, trials, call_ms=call),
+                                 "call_ms": best_call_ms(stft, call // 10, repeats, trials)} for call in STATEFUL_CALLS_MS}
+    return result
+
+
+def build_streaming(num_classes: int = 12) -> tuple[LogMel, StreamingBCResNet]:
+    """StreamingBCResNet-1 with an uncentred front-end and BatchNorm statistics from synthetic audio."""
+    torch.manual_seed(0)
+    frontend, model = LogMel(center=False), StreamingBCResNet(num_classes=num_classes, width=1)
+    model.train()
+    with torch.no_grad():
+        model(frontend(torch.from_numpy(synthetic_audio(32, RATE, seed=1)))[0])
+    return frontend, model.eval()
+
+
+def print_stateful(r: dict) -> None:
+    print("\nStreaming detectors, BC-ResNet-1, 1 thread, an evaluation every 100 ms, smoothing 3 (one run; best of trials)")
+    print(f"{'detector':<50}{'CPU s / audio s':>16}{'ms / call':>11}{'vs windowed':>13}")
+    print(f"{'windowed (1 s clip re-run every 100 ms)':<50}{r['windowed_cpu']:>16.4f}{r['windowed_call_ms']:>11.3f}{1.0:>12.2f}x")
+    for call, h in r["hops"].items():
+        name = f"stateful, {call} ms of audio a call ({call // 10} frames)"
+        print(f"{name:<50}{h['cpu']:>16.4f}{h['call_ms']:>11.3f}{h['cpu'] / r['windowed_cpu']:>12.2f}x")
+    for call, h in r.get("stft", {}).items():
+        name = f"stateful, ORT STFT front-end, {call} ms a call"
+        print(f"{name:<50}{h['cpu']:>16.4f}{h['call_ms']:>11.3f}{h['cpu'] / r['windowed_cpu']:>12.2f}x")
+    print(f"sizes: windowed {r['windowed_kB']:.1f} kB, stateful {r['stateful_kB']:.1f} kB "
+          f"(StreamingBCResNet-1: {r['stateful_params']:,} parameters)")
 
 
 def bench_width(width: float, repeats: int, stream_seconds: float, workdir: Path) -> dict:
@@ -200,6 +298,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="trained KWS .onnx for the peer comparison")
     parser.add_argument("--peer-keywords", default="yes,no,up,down,left,right,on,off,stop,go")
     parser.add_argument("--peer-events", type=int, default=60, help="keyword occurrences in the peer stream")
+    parser.add_argument("--trials", type=int, default=3, help="runs per streaming CPU figure (the best is kept)")
+    parser.add_argument("--stateful-only", action="store_true", help="only the windowed vs stateful comparison")
+    parser.add_argument("--frontend-profile", action="store_true",
+                        help="also time the stateful graph with onnxruntime's STFT front-end")
     args = parser.parse_args()
     torch.set_num_threads(1)
     import onnxruntime
@@ -207,8 +309,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, 1 thread")
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
-        rows = [bench_width(float(w), args.repeats, args.stream_seconds, workdir) for w in args.widths.split(",")]
-        print_table(rows)
+        if not args.stateful_only:
+            rows = [bench_width(float(w), args.repeats, args.stream_seconds, workdir) for w in args.widths.split(",")]
+            print_table(rows)
+        print_stateful(bench_stateful(workdir, args.stream_seconds, args.repeats, args.trials, args.frontend_profile))
         if args.peer:
             run_peer(args.model, args.peer_keywords.split(","), args.peer_events, workdir)
 

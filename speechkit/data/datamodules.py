@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from speechkit.audio import resample, to_mono
 from speechkit.data.augment import WaveformAugment
-from speechkit.data.manifests import NOISE, SILENCE, cut_label, cuts_path, read_cuts, read_labels
+from speechkit.data.manifests import NOISE, SILENCE, UNKNOWN, cut_label, cuts_path, read_cuts, read_labels
 from speechkit.errors import AudioError, CorpusError
 
 PREPARE_HINT = "run `speechkit prepare <corpus> CORPUS_DIR OUT_DIR` first and pass OUT_DIR as manifest_dir"
@@ -137,7 +137,7 @@ class CutClassificationDataset(Dataset):
             audio = fit_length(audio, self.clip_samples)
         else:
             rng = self.rng()
-            audio = self.augment.perturb(audio, rng)
+            audio = self.augment.perturb(audio, rng, is_silence=self.targets[i] == self.silence_index)
             length = min(len(audio), self.clip_samples)
             audio = fit_length(audio, self.clip_samples, rng)
             audio = self.augment.add_noise_and_shift(audio, rng, is_silence=self.targets[i] == self.silence_index)
@@ -159,6 +159,27 @@ class CutClassificationDataset(Dataset):
             self._rng_key = key
             self._rng = np.random.default_rng([self.seed, torch.initial_seed(), _rank()])
         return self._rng
+
+
+class CutBabble:
+    """Other training utterances for the ``babble`` augmentation (picklable for workers).
+
+    ``CutBabble(cuts, sample_rate)(rng, n)`` returns ``n`` random cuts' audio, each (N_i,)
+    float32 at ``sample_rate``.
+
+    Raises:
+        CorpusError: ``cuts`` is empty.
+    """
+
+    def __init__(self, cuts: Sequence, sample_rate: int) -> None:
+        self.cuts = list(cuts)
+        if not self.cuts:
+            raise CorpusError("the babble augmentation needs training utterances; the training split has none")
+        self.sample_rate = sample_rate
+
+    def __call__(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+        picks = rng.integers(len(self.cuts), size=n)
+        return [load_cut_audio(self.cuts[int(k)], self.sample_rate) for k in picks]
 
 
 def cut_group(cut, field: str) -> str:
@@ -208,6 +229,10 @@ class ClassificationDataModule(L.LightningDataModule):
         time_shift_ms: maximum time shift of the noised clips (ms).
         speed_factors: speed-perturbation factors, e.g. ``(0.9, 1.0, 1.1)``.
         volume_db: random gain range ±dB.
+        augmentations: voice/room/channel augmentations of training speech clips, names from
+            :data:`speechkit.data.augment.AUGMENTATIONS` (``pitch``, ``formant``, ``eq``,
+            ``bandlimit``, ``codec``, ``reverb``, ``babble``); empty: none.
+        augment_p: probability of each of ``augmentations`` per clip.
         seed: seed of the augmentation generators.
         group_by: supervision ``custom`` field whose values group the test clips for per-group
             test accuracy (``test/acc_<value>``), e.g. ``device`` for TAU 2020 Mobile;
@@ -231,10 +256,17 @@ class ClassificationDataModule(L.LightningDataModule):
         time_shift_ms: float = 100.0,
         speed_factors: tuple[float, ...] = (1.0,),
         volume_db: float = 0.0,
+        augmentations: list[str] | None = None,
+        augment_p: float = 0.5,
         seed: int = 0,
         group_by: str | None = None,
     ) -> None:
         super().__init__()
+        from speechkit.data.augment import AUGMENTATIONS
+
+        unknown = [a for a in augmentations or () if a not in AUGMENTATIONS]
+        if unknown:
+            raise CorpusError(f"unknown augmentation(s) {unknown}; expected names from {list(AUGMENTATIONS)}")
         self.save_hyperparameters()
         self.manifest_dir = Path(manifest_dir)
         self._labels = read_labels(self.manifest_dir, hint=PREPARE_HINT)
@@ -304,7 +336,7 @@ class ClassificationDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> CutClassificationDataset:
         hp = self.hparams
         cuts = read_cuts(cuts_path(self.manifest_dir, split), hint=PREPARE_HINT)
-        augment = self._augment() if split == "train" and hp.augment else None
+        augment = self._augment(cuts) if split == "train" and hp.augment else None
         group_by = hp.group_by if split == "test" else None
         if group_by is not None and self._groups is None:
             self._set_groups(cuts)
@@ -313,8 +345,16 @@ class ClassificationDataModule(L.LightningDataModule):
             seed=hp.seed, group_by=group_by, groups=self.groups if group_by else (),
         )
 
-    def _augment(self) -> WaveformAugment:
+    def _augment(self, train_cuts: Sequence = ()) -> WaveformAugment:
         hp = self.hparams
+        augmentations = tuple(hp.augmentations or ())
+        babble_source = None
+        if "babble" in augmentations:
+            # Talkers say no keyword when the corpus has non-keyword speech: a keyword in the
+            # babble under an ``_unknown_`` clip would contradict its label.
+            speech = [c for c in train_cuts if cut_label(c) != SILENCE]
+            unknown = [c for c in speech if cut_label(c) == UNKNOWN]
+            babble_source = CutBabble(unknown or speech, hp.sample_rate)
         noises = []
         wants_noise = hp.noise_prob > 0 or SILENCE in self._labels
         path = cuts_path(self.manifest_dir, NOISE)
@@ -326,6 +366,7 @@ class ClassificationDataModule(L.LightningDataModule):
             sample_rate=hp.sample_rate, noises=noises, noise_prob=hp.noise_prob,
             noise_max_gain=hp.noise_max_gain, snr_db=tuple(hp.snr_db) if hp.snr_db else None,
             time_shift_ms=hp.time_shift_ms, speed_factors=tuple(hp.speed_factors), volume_db=hp.volume_db,
+            augmentations=augmentations, augment_p=hp.augment_p, babble_source=babble_source,
         )
 
 

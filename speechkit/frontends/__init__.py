@@ -1,4 +1,5 @@
-"""Feature front-ends: LogMel, MFCC, Kaldi-compatible Fbank, SpecAugment.
+"""Feature front-ends: LogMel, MFCC, Kaldi-compatible Fbank, SpecAugment, and the frozen
+SpeechEmbedding (openWakeWord 0.4.0's ``speech_embedding``, trained on real speech).
 
 All feature front-ends are pure-torch ``nn.Module``s with one contract::
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from speechkit.frontends.kaldi_options import fbank_options_dict, knf_options_from_dict
     from speechkit.frontends.specaugment import SpecAugment
     from speechkit.frontends.spectral import MFCC, LogMel
+    from speechkit.frontends.speech_embedding import SpeechEmbedding
 
 # public name -> submodule that defines it
 _LAZY = {
@@ -30,12 +32,13 @@ _LAZY = {
     "MFCC": "spectral",
     "Fbank": "fbank",
     "SpecAugment": "specaugment",
+    "SpeechEmbedding": "speech_embedding",
     "fbank_options_dict": "kaldi_options",
     "knf_options_from_dict": "kaldi_options",
 }
 
 __all__ = [
-    "MFCC", "Fbank", "LogMel", "SpecAugment", "fbank_options_dict", "knf_options_from_dict",
+    "MFCC", "Fbank", "LogMel", "SpecAugment", "SpeechEmbedding", "fbank_options_dict", "knf_options_from_dict",
 ]
 
 

@@ -1,18 +1,30 @@
-"""Streaming keyword detection with a fixed-clip KWS artifact (numpy + onnxruntime, no torch).
+"""Streaming keyword detection with either KWS artifact (numpy + onnxruntime, no torch).
 
-The model classifies one clip (e.g. 1 s). To spot keywords in an endless stream the detector
-keeps a ring buffer of the last clip, runs the model every *hop* (default 100 ms) on it, averages
-each class's posterior over the last *N* evaluations (posterior smoothing, as in Chen, Parada
-& Heigold, "Small-footprint keyword spotting using deep neural networks", ICASSP 2014), and fires
-a keyword when its smoothed posterior **rises through** its threshold. Two rules make one
-utterance fire once: a keyword re-arms only after its score fell below the threshold again,
-and after any detection all keywords are silent for a refractory period (default: one clip).
-Optionally webrtcvad gates the model: windows without speech are not evaluated (score 0),
-which saves CPU and false alarms on noise.
+**Fixed-window artifact** (a clip classifier, e.g. 1 s): the detector keeps a ring buffer of
+the last clip and runs the model every *hop* (default 100 ms) on it (:class:`StreamScorer`).
+**Stateful artifact** (``*_stream.onnx``, :mod:`speechkit.runtime.kws_streaming`): the model
+computes only the new frames of each call and carries its caches; the detector reads its pooled
+score at every hop boundary (:class:`StatefulStreamScorer`). Both give one evaluation per hop,
+so everything below (smoothing, thresholds, calibration files, eval-stream) is the same.
 
-Times: an evaluation's time is the stream time of the window's end. A detection reports
-``time`` = that end minus half a clip minus the smoothing lag ((N - 1) / 2 hops), i.e. the
-estimated centre of the keyword, in seconds from the start of the stream.
+Each class's posterior is averaged over the last *N* evaluations (posterior smoothing, as in
+Chen, Parada & Heigold, "Small-footprint keyword spotting using deep neural networks", ICASSP
+2014), and a keyword fires when its smoothed posterior **rises through** its threshold. Two
+rules make one utterance fire once: a keyword re-arms only after its score fell below the
+threshold again, and after any detection all keywords are silent for a refractory period
+(default: one clip).
+
+Gates (an evaluation they reject scores 0 for every class):
+
+* **level**: the audio of the evaluated window (the last clip before the evaluation, rounded
+  to whole hops) has an RMS below :data:`SILENCE_DBFS` (-60 dBFS): digital silence and
+  near-silence never fire, whatever the model would say about them (the windowed model is not
+  even run; the stateful one runs, to keep its state, but is not read);
+* **VAD** (optional): webrtcvad found no speech frame in the window.
+
+Times: an evaluation's time is the stream time of the window's end (the hop boundary). A
+detection reports ``time`` = that end minus half a clip minus the smoothing lag ((N - 1) / 2
+hops), i.e. the estimated centre of the keyword, in seconds from the start of the stream.
 
 Usage (sherpa-onnx style verbs)::
 
@@ -37,17 +49,26 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from speechkit.errors import ModelFileError, SpeechkitError
+from speechkit.runtime.artifact import open_artifact
 from speechkit.runtime.audio import StreamConverter
-from speechkit.runtime.classifier import ClipClassifier
+from speechkit.runtime.classifier import ClipClassifier, clip_classifier_spec, softmax
+from speechkit.runtime.kws_streaming import STREAMING_KWS_SPEC, StreamingKwsModel, is_streaming_artifact
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_HOP_MS = 100.0
 DEFAULT_SMOOTHING = 3
+#: Audio per model call of the stateful artifact (:class:`StatefulStreamScorer`): five 100 ms
+#: hops. The graph's fixed cost per call dominates at 100 ms (0.003 CPU s per audio s for
+#: BC-ResNet-1 at one thread); at 500 ms the detector is at 0.001 (benchmarks/kws_onnx.py), for
+#: up to 400 ms more latency than calling every hop. Detections do not depend on it.
+DEFAULT_CALL_MS = 500.0
 #: Class names that are not keywords, besides names in underscores (``_unknown_``, ``_silence_``).
 FILLER_NAMES = frozenset({"silence", "unknown", "background", "noise", "filler", "other", "none", "negative"})
 #: webrtcvad frame length (ms); it accepts 10, 20 or 30.
 VAD_FRAME_MS = 30
 VAD_RATES = (8000, 16000, 32000, 48000)
+#: Level gate: an evaluation whose window has an RMS below this (dB re full scale) scores 0.
+SILENCE_DBFS = -60.0
 
 
 #: ``speechkit.task`` of keyword-spotting artifacts (a clip classifier).
@@ -68,6 +89,19 @@ class KwsModel(ClipClassifier):
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
         super().__init__(path, tasks=(KWS_TASK,), num_threads=num_threads)
+
+
+def open_kws_model(path: str | os.PathLike, num_threads: int = 1) -> KwsModel | StreamingKwsModel:
+    """Open either KWS artifact: a :class:`KwsModel` (fixed window) or a :class:`StreamingKwsModel`.
+
+    Raises:
+        ModelFileError: see :func:`~speechkit.runtime.artifact.open_artifact` (a model of
+            another task gives ``"is a 'scene' model, expected 'kws'"``).
+    """
+    artifact = open_artifact(path, [clip_classifier_spec((KWS_TASK,)), STREAMING_KWS_SPEC], num_threads)
+    if is_streaming_artifact(artifact):
+        return StreamingKwsModel(path, num_threads, artifact=artifact)
+    return KwsModel(path, num_threads)
 
 
 def keyword_labels(labels: Sequence[str]) -> list[str]:
@@ -133,6 +167,7 @@ class StreamScorer:
         smoothing: moving-average length N in evaluations (1: no smoothing).
         vad: webrtcvad aggressiveness (0-3) or ``None``.
         max_batch: windows per onnxruntime call when a long chunk arrives.
+        silence_db: level gate (see the module doc); ``None``: off.
     """
 
     def __init__(
@@ -143,6 +178,7 @@ class StreamScorer:
         smoothing: int = DEFAULT_SMOOTHING,
         vad: int | None = None,
         max_batch: int = 32,
+        silence_db: float | None = SILENCE_DBFS,
     ) -> None:
         self.model = model
         self.keywords = list(keywords)
@@ -156,6 +192,8 @@ class StreamScorer:
             raise SpeechkitError(f"smoothing must be at least 1 evaluation, got {smoothing}")
         self.smoothing = int(smoothing)
         self.max_batch = max_batch
+        self.silence_power = None if silence_db is None else 10.0 ** (silence_db / 10.0)
+        self._gate_hops = max(1, int(round(self.clip / self.hop)))
         self._vad = _make_vad(vad, self.rate)
         self._vad_frame = self.rate * VAD_FRAME_MS // 1000
         self._converter = StreamConverter(self.rate)
@@ -169,6 +207,7 @@ class StreamScorer:
         """Forget the stream: empty (silent) ring buffer, time 0, smoothing history cleared."""
         self._converter.reset()
         self._ring = np.zeros(self.clip, np.float32)  # the last clip of audio
+        self._hop_power = np.zeros(self._gate_hops)  # mean power of the last hops (level gate)
         self._pending = np.zeros(0, np.float32)  # received samples short of a full hop
         self._consumed = 0  # samples pushed into the ring buffer since the start
         self._history = np.zeros((self.smoothing - 1, len(self.model.labels)), np.float32)
@@ -213,15 +252,32 @@ class StreamScorer:
         self._ring = buf[-self.clip :].copy()
         end_samples = self._consumed + self.hop * np.arange(1, num_hops + 1)
         self._consumed += num_hops * self.hop
-        last_hop = new[-self.hop :]
-        self.level_db = float(10.0 * np.log10(np.mean(last_hop.astype(np.float64) ** 2) + 1e-12))
-        probs = self._posteriors(windows, end_samples)
+        probs = self._posteriors(windows, end_samples, self._loud(new, num_hops))
         return end_samples / self.rate, self._smooth(probs)[:, self.columns]
 
-    def _posteriors(self, windows: np.ndarray, end_samples: np.ndarray) -> np.ndarray:
-        """(N, clip) windows -> (N, C) posteriors; windows the VAD rejects get all zeros."""
+    def _loud(self, new: np.ndarray, num_hops: int) -> np.ndarray:
+        """(N,) bool per new hop: the last clip of audio up to its end (rounded to whole hops) is
+        at least :attr:`silence_power` on average. Also updates :attr:`level_db` (the last hop)."""
+        hops = new.reshape(num_hops, self.hop)
+        hop_power = np.einsum("ij,ij->i", hops, hops).astype(np.float64) / self.hop
+        self.level_db = float(10.0 * np.log10(hop_power[-1] + 1e-12))
+        powers = np.concatenate([self._hop_power, hop_power])
+        self._hop_power = powers[-self._gate_hops :]
+        if self.silence_power is None:
+            return np.ones(num_hops, bool)
+        csum = np.concatenate([[0.0], np.cumsum(powers)])
+        window = csum[self._gate_hops :] - csum[: -self._gate_hops]  # (N,) sums over gate_hops hops
+        return window[1:] >= self.silence_power * self._gate_hops
+
+    def _active(self, end_samples: np.ndarray, loud: np.ndarray) -> np.ndarray:
+        """Indices of the evaluations both gates let through."""
+        keep = loud & self._speech_in(end_samples) if self._vad is not None else loud
+        return np.flatnonzero(keep)
+
+    def _posteriors(self, windows: np.ndarray, end_samples: np.ndarray, loud: np.ndarray) -> np.ndarray:
+        """(N, clip) windows -> (N, C) posteriors; windows a gate rejects get all zeros (and no model run)."""
         probs = np.zeros((len(windows), len(self.model.labels)), np.float32)
-        active = np.flatnonzero(self._speech_in(end_samples)) if self._vad is not None else np.arange(len(windows))
+        active = self._active(end_samples, loud)
         for start in range(0, len(active), self.max_batch):
             rows = active[start : start + self.max_batch]
             probs[rows] = self.model.probabilities(windows[rows])
@@ -260,6 +316,96 @@ class StreamScorer:
         lo = np.searchsorted(self._speech_ends, end_samples - self.clip, side="right")
         hi = np.searchsorted(self._speech_ends, end_samples + self._vad_frame, side="left")
         return hi > lo
+
+
+class StatefulStreamScorer(StreamScorer):
+    """:class:`StreamScorer` over the stateful artifact: the model runs once per call on the new audio.
+
+    New audio is fed to the model with its caches once at least ``call_ms`` of it is pending
+    (whole hops; a hop is a whole number of the model's frames); the evaluation at a hop
+    boundary is the model's pooled posterior of the frame that ends there (the frames in
+    between advance the model's state only). So ``hop_ms`` sets what is scored (as for the
+    windowed model) and ``call_ms`` only how often onnxruntime runs: a longer call costs less
+    CPU per audio second (the graph's fixed cost per call is paid less often) and adds up to
+    ``call_ms - hop_ms`` of latency; the evaluations do not change. Gates and smoothing are the
+    parent's; the level gate looks at the last clip of audio before each boundary, as for the
+    windowed model.
+
+    Args:
+        model: the stateful artifact.
+        keywords, hop_ms, smoothing, vad, silence_db: as :class:`StreamScorer`; ``hop_ms`` is
+            rounded to whole frames of the model (10 ms for BC-ResNet front-ends).
+        call_ms: least audio per model call, rounded up to whole hops; ``None``:
+            :data:`DEFAULT_CALL_MS`.
+
+    Raises:
+        SpeechkitError: a hop shorter than one frame.
+    """
+
+    def __init__(
+        self,
+        model: StreamingKwsModel,
+        keywords: Sequence[str],
+        hop_ms: float = DEFAULT_HOP_MS,
+        smoothing: int = DEFAULT_SMOOTHING,
+        vad: int | None = None,
+        silence_db: float | None = SILENCE_DBFS,
+        call_ms: float | None = None,
+    ) -> None:
+        frame = model.hop_length
+        frames_per_hop = int(round(hop_ms * model.sample_rate / 1000.0 / frame))
+        if frames_per_hop < 1:
+            raise SpeechkitError(f"hop of {hop_ms} ms is shorter than the model's {1000 * frame / model.sample_rate:g} ms frame")
+        super().__init__(model, keywords, 1000.0 * frames_per_hop * frame / model.sample_rate, smoothing, vad,
+                         silence_db=silence_db)
+        self.hop = frames_per_hop * frame  # exact, whatever the rounding of the ms value above
+        self.frames_per_hop = frames_per_hop
+        call = (DEFAULT_CALL_MS if call_ms is None else call_ms) * model.sample_rate / 1000.0
+        self.call = max(1, math.ceil(call / self.hop - 1e-9)) * self.hop
+
+    def reset(self) -> None:
+        """Forget the stream, including the model's caches."""
+        super().reset()
+        self.model.reset()
+        self._flushing = False
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """End of input: score everything pending (the last hop zero-padded)."""
+        self._flushing = True
+        try:
+            return super().finish()
+        finally:
+            self._flushing = False
+
+    def _process(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._vad is not None:
+            self._feed_vad(x)
+        pending = np.concatenate([self._pending, x]) if len(self._pending) else x
+        num_hops = len(pending) // self.hop if len(pending) >= self.call or self._flushing else 0
+        if num_hops == 0:
+            self._pending = pending.copy()
+            return np.zeros(0), np.zeros((0, len(self.keywords)), np.float32)
+        new = pending[: num_hops * self.hop]
+        self._pending = pending[num_hops * self.hop :].copy()
+        logits = self.model.logits(new)[self.frames_per_hop - 1 :: self.frames_per_hop]  # (N, C) at hop ends
+        end_samples = self._consumed + self.hop * np.arange(1, num_hops + 1)
+        self._consumed += num_hops * self.hop
+        probs = np.zeros(logits.shape, np.float32)
+        active = self._active(end_samples, self._loud(new, num_hops))
+        probs[active] = softmax(logits[active])
+        return end_samples / self.rate, self._smooth(probs)[:, self.columns]
+
+
+def make_scorer(model: ClipClassifier | StreamingKwsModel, keywords: Sequence[str], settings: DetectorSettings,
+                silence_db: float | None = SILENCE_DBFS, call_ms: float | None = None) -> StreamScorer:
+    """The scorer of a loaded KWS model: :class:`StatefulStreamScorer` or :class:`StreamScorer`.
+
+    ``call_ms`` applies to the stateful model only (the windowed one runs every hop).
+    """
+    if isinstance(model, StreamingKwsModel):
+        return StatefulStreamScorer(model, keywords, settings.hop_ms, settings.smoothing, settings.vad,
+                                    silence_db=silence_db, call_ms=call_ms)
+    return StreamScorer(model, keywords, settings.hop_ms, settings.smoothing, settings.vad, silence_db=silence_db)
 
 
 class Trigger:
@@ -306,8 +452,10 @@ class KeywordDetector:
     """Streaming keyword detector over any chunk size, sample rate and channel count.
 
     Args:
-        model: ``.onnx`` path (opened as a :class:`KwsModel`: task ``kws``) or a loaded
-            :class:`~speechkit.runtime.classifier.ClipClassifier`.
+        model: ``.onnx`` path of either KWS artifact (:func:`open_kws_model`: the fixed-window
+            clip classifier or the stateful ``*_stream.onnx``), or a loaded
+            :class:`~speechkit.runtime.classifier.ClipClassifier` /
+            :class:`~speechkit.runtime.kws_streaming.StreamingKwsModel`.
         thresholds: one number for every keyword, ``{keyword: number}`` for some, or ``None``.
             Keywords not given here take the calibrated value from ``<model>.thresholds.json``
             when it exists (see :func:`thresholds_path`), else :data:`DEFAULT_THRESHOLD`.
@@ -319,6 +467,10 @@ class KeywordDetector:
         num_threads: onnxruntime threads when ``model`` is a path.
         thresholds_file: read ``<model>.thresholds.json`` (thresholds and settings) if it
             exists; calibration itself turns this off.
+        silence_db: level gate in dBFS (:data:`SILENCE_DBFS`); ``None``: off.
+        call_ms: stateful artifact only: least audio per model call (see
+            :class:`StatefulStreamScorer`; detections do not depend on it); ``None``:
+            :data:`DEFAULT_CALL_MS` (500 ms).
 
     Raises:
         ModelFileError: bad model or thresholds file.
@@ -327,7 +479,7 @@ class KeywordDetector:
 
     def __init__(
         self,
-        model: str | os.PathLike | ClipClassifier,
+        model: str | os.PathLike | ClipClassifier | StreamingKwsModel,
         thresholds: float | Mapping[str, float] | None = None,
         hop_ms: float | None = None,
         smoothing: int | None = None,
@@ -336,8 +488,11 @@ class KeywordDetector:
         keywords: Sequence[str] | None = None,
         num_threads: int = 1,
         thresholds_file: bool = True,
+        silence_db: float | None = SILENCE_DBFS,
+        call_ms: float | None = None,
     ) -> None:
-        self.model = model if isinstance(model, ClipClassifier) else KwsModel(model, num_threads)
+        loaded = isinstance(model, (ClipClassifier, StreamingKwsModel))
+        self.model = model if loaded else open_kws_model(model, num_threads)
         self.keywords = list(keywords) if keywords is not None else keyword_labels(self.model.labels)
         unknown = [k for k in self.keywords if k not in self.model.labels]
         if unknown or not self.keywords:
@@ -355,7 +510,7 @@ class KeywordDetector:
             vad=vad,
         )
         self.thresholds = resolve_thresholds(self.model, self.keywords, thresholds, calibrated.get("thresholds", {}))
-        self.scorer = StreamScorer(self.model, self.keywords, self.settings.hop_ms, self.settings.smoothing, vad)
+        self.scorer = make_scorer(self.model, self.keywords, self.settings, silence_db, call_ms)
         self.trigger = Trigger([self.thresholds[k] for k in self.keywords], self.settings.refractory_s)
         self.last_scores: dict[str, float] = {k: 0.0 for k in self.keywords}
 

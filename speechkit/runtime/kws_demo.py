@@ -7,6 +7,7 @@ line there with the input level and each keyword's smoothed score.
 Usage::
 
     speechkit demo kws --model kws.onnx --input mic
+    speechkit demo kws --model kws_stream.onnx --input recording.wav   # the stateful artifact
     sox in.wav -t raw -r 16000 -e signed -b 16 -c 1 - | speechkit demo kws --model kws.onnx --input -
 
 The detector options (:func:`add_detector_arguments`, :func:`parse_thresholds`) are shared with
@@ -25,7 +26,8 @@ from speechkit.runtime.demo import StatusLine, add_input_arguments, level_meter,
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Options of :class:`speechkit.runtime.kws.KeywordDetector` (``--model``, ``--threshold``, ...)."""
-    p.add_argument("--model", required=True, type=Path, help="KWS .onnx from `speechkit export`")
+    p.add_argument("--model", required=True, type=Path,
+                   help="KWS .onnx from `speechkit export`: the fixed-window kws.onnx or the stateful kws_stream.onnx")
     p.add_argument("--threshold", default=None,
                    help="one threshold for every keyword (e.g. 0.8) or per keyword (yes=0.8,no=0.7); "
                    "default: <model>.thresholds.json if present, else 0.5")
@@ -61,13 +63,16 @@ def detector_from_args(args: argparse.Namespace):
 
     return KeywordDetector(
         args.model, parse_thresholds(args.threshold), hop_ms=args.hop_ms, smoothing=args.smoothing,
-        refractory_s=args.refractory, vad=args.vad,
+        refractory_s=args.refractory, vad=args.vad, call_ms=getattr(args, "call_ms", None),
     )
 
 
 def add_kws_demo_arguments(p: argparse.ArgumentParser) -> None:
     """The ``demo kws`` options: the detector's, then the input's."""
     add_detector_arguments(p)
+    p.add_argument("--call-ms", type=float, default=None,
+                   help="stateful *_stream.onnx only: least audio per model call (default 500); longer calls "
+                   "cost less CPU and add latency, detections stay the same")
     add_input_arguments(p)
 
 

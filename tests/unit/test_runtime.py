@@ -242,6 +242,57 @@ def test_detector_vad_skips_windows_without_speech(model_path):
         KeywordDetector(model_path, vad=7)
 
 
+def test_detector_level_gate_never_fires_on_digital_silence(tmp_path):
+    from speechkit.runtime import KeywordDetector
+
+    # A stand-in whose filler logit is so low that silence scores 0.5 for each keyword: it
+    # fires at 0.0 s on silence (the "up at 0.0 s on 70 min of digital silence").
+    eager = tone_model(tmp_path / "eager.onnx", floor_power=1e-12)
+    silence = np.zeros(70 * RATE, np.float32)
+    open_gate = run_detector(KeywordDetector(eager, silence_db=None), silence, RATE)
+    assert open_gate and open_gate[0]["time"] == 0.0  # the test can fail: without the gate it fires
+    detector = KeywordDetector(eager)
+    assert run_detector(detector, silence, RATE) == []
+    assert detector.level_db == -120.0
+    near_silence = (np.random.default_rng(0).standard_normal(10 * RATE) * 3e-4).astype(np.float32)  # -70 dBFS
+    assert run_detector(KeywordDetector(eager), near_silence, 1600) == []
+    # the gate spares real input: keywords in -40 dBFS noise are still found
+    audio = tone_stream(EVENTS, 6.0)
+    assert [d["keyword"] for d in run_detector(KeywordDetector(eager), audio, 1600)][:1] == ["yes"]
+    # ... and the windowed model is not even run on gated windows
+    detector = KeywordDetector(eager)
+    calls = [0]
+    probabilities = detector.model.probabilities
+
+    def counting(windows):
+        calls[0] += len(windows)
+        return probabilities(windows)
+
+    detector.model.probabilities = counting
+    run_detector(detector, np.concatenate([silence[: 5 * RATE], audio]), 1600)
+    assert 0 < calls[0] <= 6 * 10 + 11  # the audio's 6 s (+ the clip straddling it), not the silence
+
+
+def test_demo_kws_stereo_file_is_mixed_down_and_silence_gives_nothing(tmp_path, model_path):
+    from speechkit.audio import save_audio
+
+    # Left: a "yes" tone in noise; right: the same tone inverted. Mixed to mono the tone
+    # cancels; a reader that took one channel would hear "yes".
+    rng = np.random.default_rng(1)
+    tone = 0.5 * np.sin(2 * np.pi * FREQS["yes"] * np.arange(2 * RATE) / RATE)
+    noise = 0.3 * rng.standard_normal((2 * RATE, 2))
+    stereo = np.clip(np.stack([tone, -tone], axis=1) + noise, -1, 1).astype(np.float32)
+    save_audio(tmp_path / "stereo.wav", stereo, RATE)
+    save_audio(tmp_path / "left.wav", stereo[:, 0], RATE)
+    save_audio(tmp_path / "silence.wav", np.zeros(70 * RATE, np.float32), RATE)
+    eager = tone_model(tmp_path / "eager.onnx", floor_power=1e-12)
+    expected = {("stereo", model_path): [], ("left", model_path): ["yes"], ("silence", eager): []}
+    for (name, model), keywords in expected.items():
+        result = speechkit_cli("demo", "kws", "--model", str(model), "--input", str(tmp_path / f"{name}.wav"))
+        assert result.returncode == 0, result.stderr.decode()
+        assert [json.loads(line)["keyword"] for line in result.stdout.decode().splitlines()] == keywords, name
+
+
 def test_trigger_rising_edge_rearm_and_refractory():
     from speechkit.runtime.kws import Trigger
 

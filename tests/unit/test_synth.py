@@ -422,3 +422,42 @@ def test_librispeech_errors(tmp_path):
         synth_librispeech(tmp_path / "b", text="poetry")
     with pytest.raises(SpeechkitError, match="must not exceed"):
         synth_librispeech(tmp_path / "c", utterances_per_speaker=1, chapters_per_speaker=2)
+
+
+# -- held-out voice families and rooms (issue 11) ------------------------------------------------
+def test_speech_commands_heldout_pools(tmp_path):
+    import json
+
+    from speechkit.data.synth.voices import HELDOUT_ACCENTS, HELDOUT_VARIANTS
+
+    out = tmp_path / "proxy"
+    synth_speech_commands(
+        out, words=["yes"], unknown_words=[], num_speakers=3, clips_per_word=1, seed=3,
+        background_seconds=0.0, voice_pool="heldout", room_pool="heldout",
+    )  # fmt: skip
+    info = json.loads((out / "synth_info.json").read_text())
+    assert info["voice_pool"] == info["room_pool"] == "heldout"
+    for speaker in info["speakers"]:
+        assert speaker["voice"]["language"] in HELDOUT_ACCENTS
+        assert speaker["voice"]["variant"] in HELDOUT_VARIANTS
+        assert speaker["environment"]["room_dims"] is not None  # a held-out shoebox room
+    clips = sorted((out / "yes").glob("*.wav"))
+    assert len(clips) == 3 and all(sf.info(c).frames == 16000 for c in clips)
+    with pytest.raises(SpeechkitError, match="room pool"):
+        synth_speech_commands(tmp_path / "bad", words=["yes"], num_speakers=3, room_pool="studio")
+
+
+def test_streams_accept_room_pools():
+    from speechkit.data.synth.stream import synth_keyword_stream, synth_negative_stream
+
+    voices = sample_speakers(2, seed=5, pool="heldout")
+    plain = synth_keyword_stream(["yes"], voices, num_keywords=2, sentences_between=(0, 0), seed=1)
+    assert plain.audio.size == synth_keyword_stream(["yes"], voices, num_keywords=2, sentences_between=(0, 0),
+                                                    seed=1, room_pool="all").audio.size  # fmt: skip
+    held = synth_keyword_stream(["yes"], voices, num_keywords=2, sentences_between=(0, 0), seed=1, room_pool="heldout")
+    assert held.events == plain.events and held.audio.size == plain.audio.size
+    assert not np.allclose(held.audio, plain.audio)  # another room and microphone
+    negative = synth_negative_stream(["yes"], voices, num_sentences=1, seed=1, room_pool="heldout")
+    assert negative.dtype == np.float32 and np.abs(negative).max() <= 1.0
+    with pytest.raises(SpeechkitError, match="room pool"):
+        synth_negative_stream(["yes"], voices, num_sentences=1, room_pool="nope")

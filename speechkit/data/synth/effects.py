@@ -1,7 +1,19 @@
-"""Recording conditions for synthetic speech: noise, reverberation, gain (numpy only).
+"""Recording conditions for synthetic speech: noise, reverberation, microphones, gain.
 
 Everything takes an explicit ``np.random.Generator`` so a corpus is reproducible from its seed.
 Signals are float32 ``(T,)`` arrays in [-1, 1] at ``sample_rate`` Hz.
+
+Rooms and microphones come in pools (:data:`ROOM_POOLS`), so that a proxy evaluation can
+use recording conditions no training clip had:
+
+* ``"train"`` (and ``"all"``, today's behaviour): rooms are :func:`synthetic_rir` decays
+  (exponentially decaying noise, no geometry), and the augmentation's pyroomacoustics
+  shoeboxes are ordinary rooms (:data:`TRAIN_SHOEBOX`: 3-8 m floors, 2.4-3.2 m ceilings);
+  no microphone colouring beyond the augmentation's gentle EQ and band limits.
+* ``"heldout"``: pyroomacoustics image-source shoeboxes of shapes outside those ranges
+  (:data:`HELDOUT_ROOM_SHAPES`: long corridors, large halls, stairwells) and microphone
+  responses outside the augmentation's ranges (:data:`HELDOUT_MICS`: narrower bands, lower
+  cut-offs, high-Q resonances).
 """
 
 from __future__ import annotations
@@ -218,6 +230,133 @@ def speech_bounds(
     return start, end
 
 
+#: Names of the room/microphone pools (module docstring).
+ROOM_POOLS: tuple[str, ...] = ("all", "train", "heldout")
+#: Ordinary rooms of the training pool's shoebox reverberation: (length, width, height) ranges
+#: in metres and the RT60 range in seconds.
+TRAIN_SHOEBOX: dict = {"dims": ((3.0, 8.0), (2.5, 6.0), (2.4, 3.2)), "rt60": (0.15, 0.7)}
+#: Held-out room shapes, none inside :data:`TRAIN_SHOEBOX`: shape -> (L, W, H) ranges (m).
+HELDOUT_ROOM_SHAPES: dict[str, tuple[tuple[float, float], ...]] = {
+    "corridor": ((10.0, 16.0), (1.4, 2.2), (2.4, 3.0)),
+    "hall": ((14.0, 22.0), (9.0, 15.0), (4.5, 7.0)),
+    "stairwell": ((2.5, 3.5), (2.5, 3.5), (7.0, 10.0)),
+}
+HELDOUT_RT60: tuple[float, float] = (0.3, 1.0)
+#: Held-out microphones (see :func:`mic_response`), each outside the training EQ/band-limit
+#: ranges: "tinny" 600-2800 Hz band with a Q 5 peak, "muffled" low-pass at 1.9 kHz (training
+#: low-passes stop at 3.4 kHz), "resonant" three Q 6-8 resonances (training EQ: Q <= 2).
+HELDOUT_MICS: tuple[str, ...] = ("tinny", "muffled", "resonant")
+
+
+def check_room_pool(pool: str) -> None:
+    """Raise SpeechkitError unless ``pool`` is one of :data:`ROOM_POOLS`."""
+    if pool not in ROOM_POOLS:
+        from speechkit.errors import SpeechkitError
+
+        raise SpeechkitError(f"unknown room pool {pool!r}; expected one of {', '.join(ROOM_POOLS)}")
+
+
+def shoebox_rir(
+    dims: tuple[float, float, float], rt60_s: float, sample_rate: int, rng: np.random.Generator,
+    max_order: int = 40,
+) -> np.ndarray:
+    """A room impulse response of a shoebox room (pyroomacoustics image-source method).
+
+    Source and microphone are placed at random (``rng``) at least 0.5 m from the walls,
+    1.2-1.9 m and 0.7-1.5 m above the floor. Wall absorption comes from Sabine's formula for
+    ``rt60_s``; the image order is capped at ``max_order`` (the late tail of very live rooms
+    is then a little short). The leading delay before the direct sound is removed, so
+    convolving does not move the speech in time.
+
+    Args:
+        dims: room (length, width, height) in metres.
+        rt60_s: wanted reverberation time (s).
+        sample_rate: Hz.
+        rng: random generator (positions).
+        max_order: largest image-source order.
+
+    Returns:
+        float32 (L,), L <= 1.5 s, with its largest sample (the direct path) at index 0 equal to 1.
+    """
+    import pyroomacoustics as pra
+
+    dims = tuple(float(d) for d in dims)
+    try:
+        e_absorption, order = pra.inverse_sabine(float(rt60_s), dims)
+    except ValueError:  # too long an RT60 for so small a room: the liveliest it can be
+        e_absorption, order = 0.02, max_order
+    room = pra.ShoeBox(
+        dims, fs=sample_rate, materials=pra.Material(float(e_absorption)), max_order=int(min(order, max_order))
+    )
+
+    def position(height: tuple[float, float]) -> list[float]:
+        return [
+            float(rng.uniform(0.5, max(0.51, dims[0] - 0.5))),
+            float(rng.uniform(0.5, max(0.51, dims[1] - 0.5))),
+            float(min(rng.uniform(*height), dims[2] - 0.3)),
+        ]
+
+    room.add_source(position((1.2, 1.9)))
+    room.add_microphone(position((0.7, 1.5)))
+    room.compute_rir()
+    rir = np.asarray(room.rir[0][0], dtype=np.float64)
+    start = int(np.argmax(np.abs(rir)))
+    rir = rir[start : start + int(1.5 * sample_rate)]
+    return (rir / rir[0]).astype(np.float32)
+
+
+def mic_response(name: str, freqs: np.ndarray) -> np.ndarray:
+    """Amplitude response of a held-out microphone (:data:`HELDOUT_MICS`) at ``freqs`` (Hz).
+
+    Returns:
+        float (F,) linear gains.
+
+    Raises:
+        SpeechkitError: unknown microphone name.
+    """
+    f = np.maximum(np.asarray(freqs, dtype=np.float64), 1.0)
+
+    def highpass(fc: float, order: int) -> np.ndarray:
+        return 1.0 / np.sqrt(1.0 + (fc / f) ** (2 * order))
+
+    def lowpass(fc: float, order: int) -> np.ndarray:
+        return 1.0 / np.sqrt(1.0 + (f / fc) ** (2 * order))
+
+    def peak(fc: float, gain_db: float, q: float) -> np.ndarray:
+        # a resonance on a log-frequency axis: gain_db at fc, bandwidth fc / q
+        return 10.0 ** (gain_db / 20.0 * np.exp(-0.5 * ((f - fc) / (fc / (2.0 * q))) ** 2))
+
+    if name == "tinny":
+        return highpass(600.0, 4) * lowpass(2800.0, 4) * peak(2200.0, 10.0, 5.0)
+    if name == "muffled":
+        return highpass(120.0, 2) * lowpass(1900.0, 4)
+    if name == "resonant":
+        return highpass(150.0, 2) * peak(1100.0, 12.0, 8.0) * peak(3700.0, 9.0, 8.0) * peak(2500.0, -10.0, 6.0)
+    from speechkit.errors import SpeechkitError
+
+    raise SpeechkitError(f"unknown microphone {name!r}; expected one of {', '.join(HELDOUT_MICS)}")
+
+
+def apply_mic(audio: np.ndarray, name: str, sample_rate: int = 16000) -> np.ndarray:
+    """Filter ``audio`` (T,) through microphone ``name``'s response (zero phase, one FFT).
+
+    Returns:
+        float32 (T,).
+    """
+    if audio.size == 0:
+        return audio.astype(np.float32)
+    size = _fast_fft_size(audio.size + 512)  # a little padding against circular wrap-around
+    gains = mic_response(name, np.fft.rfftfreq(size, 1.0 / sample_rate)).astype(np.float32)
+    return np.fft.irfft(np.fft.rfft(audio.astype(np.float32), size) * gains, size)[: audio.size].astype(np.float32)
+
+
+def sample_heldout_room(rng: np.random.Generator) -> tuple[tuple[float, float, float], float]:
+    """A held-out room: ``((length, width, height) m, rt60 s)`` of a :data:`HELDOUT_ROOM_SHAPES` shape."""
+    shape = HELDOUT_ROOM_SHAPES[str(rng.choice(sorted(HELDOUT_ROOM_SHAPES)))]
+    dims = tuple(round(float(rng.uniform(*r)), 2) for r in shape)
+    return dims, round(float(rng.uniform(*HELDOUT_RT60)), 3)
+
+
 @dataclasses.dataclass(frozen=True)
 class Environment:
     """Where and how a synthetic speaker was recorded.
@@ -227,15 +366,21 @@ class Environment:
         snr_db: signal-to-noise ratio of the added noise (dB).
         rt60_s: reverberation time (s), or ``None`` for a dry recording.
         peak_dbfs: level of the loudest sample (dBFS, <= 0).
+        room_dims: shoebox (length, width, height) in metres: the reverberation is a
+            pyroomacoustics room of this size (:func:`shoebox_rir`); ``None``: a
+            :func:`synthetic_rir` decay.
+        mic: a :data:`HELDOUT_MICS` microphone the recording goes through, or ``None``.
     """
 
     noise_kind: str | None = None
     snr_db: float = 30.0
     rt60_s: float | None = None
     peak_dbfs: float = -3.0
+    room_dims: tuple[float, float, float] | None = None
+    mic: str | None = None
 
 
-def sample_environment(rng: np.random.Generator, difficulty: str = "mixed") -> Environment:
+def sample_environment(rng: np.random.Generator, difficulty: str = "mixed", pool: str = "all") -> Environment:
     """Draw recording conditions.
 
     Args:
@@ -243,7 +388,14 @@ def sample_environment(rng: np.random.Generator, difficulty: str = "mixed") -> E
         difficulty: ``"clean"`` (mostly quiet, dry rooms; like LibriSpeech *clean*), ``"other"``
             (noisier, more reverberant), or ``"mixed"`` (the spread of a crowd-sourced corpus
             such as Speech Commands, recorded on people's own laptops and phones).
+        pool: ``"all"`` or ``"train"`` (synthetic-decay rooms, no microphone: the same draws
+            as before pools existed) or ``"heldout"`` (noise and level as ``difficulty`` says,
+            but always a held-out shoebox room, and a held-out microphone 4 times in 5).
+
+    Raises:
+        SpeechkitError: unknown pool.
     """
+    check_room_pool(pool)
     settings = {
         # (P(noise), SNR range dB, P(reverb), RT60 range s, peak range dBFS)
         "clean": (0.3, (30.0, 50.0), 0.2, (0.1, 0.3), (-6.0, -1.0)),
@@ -259,12 +411,17 @@ def sample_environment(rng: np.random.Generator, difficulty: str = "mixed") -> E
     has_reverb = rng.random() < p_reverb
     rt60 = float(rng.uniform(*rt60_range))
     peak = float(rng.uniform(*peak_range))
-    return Environment(
+    env = Environment(
         noise_kind=kind if has_noise else None,
         snr_db=round(snr, 2),
         rt60_s=round(rt60, 3) if has_reverb else None,
         peak_dbfs=round(peak, 2),
     )
+    if pool != "heldout":
+        return env
+    dims, rt60 = sample_heldout_room(rng)
+    mic = str(rng.choice(HELDOUT_MICS)) if rng.random() < 0.8 else None
+    return dataclasses.replace(env, rt60_s=rt60, room_dims=dims, mic=mic)
 
 
 def apply_environment(
@@ -274,7 +431,7 @@ def apply_environment(
     sample_rate: int = 16000,
     speech_rms: float | None = None,
 ) -> np.ndarray:
-    """Reverberate, add noise, and set the level, as ``env`` says.
+    """Reverberate, add noise, colour by the microphone, and set the level, as ``env`` says.
 
     Args:
         audio: (T,) clean speech, possibly padded with silence.
@@ -291,11 +448,15 @@ def apply_environment(
     if speech_rms is None:
         start, end = speech_bounds(out, sample_rate)
         speech_rms = _rms(out[start:end]) if end > start else 0.0
-    if env.rt60_s is not None:
+    if env.rt60_s is not None and env.room_dims is not None:
+        out = reverberate(out, shoebox_rir(env.room_dims, env.rt60_s, sample_rate, rng))
+    elif env.rt60_s is not None:
         out = reverberate(out, synthetic_rir(env.rt60_s, sample_rate, rng))
     if env.noise_kind is not None:
         noise = make_noise(env.noise_kind, out.size, rng, sample_rate)
         out = add_noise(out, noise, env.snr_db, signal_rms=speech_rms)
+    if env.mic is not None:  # the microphone hears the room and its noise
+        out = apply_mic(out, env.mic, sample_rate)
     return np.clip(normalize_peak(out, env.peak_dbfs), -1.0, 1.0)
 
 

@@ -224,6 +224,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     if hasattr(lib, "espeak_ng_SetRandSeed"):
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_ng_SetRandSeed.restype = None
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
 
 
 def _variants(data_path: str) -> set[str]:
@@ -335,6 +337,44 @@ def synthesize(text: str, voice: Voice, sample_rate: int = 16000, seed: int = 0)
         return audio
     source_rate = round(engine.native_rate * voice.speed_factor)
     return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0)
+
+
+def phonemes(text: str, voice: str = "en-us") -> str:
+    """espeak-ng's IPA transcription of ``text``: phonemes joined by ``_``, words by spaces.
+
+    Stress marks (``ˈ``, ``ˌ``) stay attached to the vowel they precede, as espeak-ng writes
+    them; clauses (split at punctuation) are joined by a space. Uses ``espeak_TextToPhonemes``
+    (IPA output, ``_`` as the phoneme separator), which reads one clause per call.
+
+    Args:
+        text: UTF-8 text.
+        voice: espeak-ng voice whose pronunciation rules are used (accent: ``en-us``, ``en``...).
+
+    Returns:
+        e.g. ``"l_ˈɛ_f_t"`` for ``"left"``; ``""`` for text with nothing to say.
+
+    Raises:
+        SpeechkitError: espeak-ng has no voice ``voice``.
+
+    Example:
+        >>> phonemes("left")
+        'l_ˈɛ_f_t'
+    """
+    engine = get_engine()
+    lib = engine._lib
+    buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+    cursor = ctypes.c_void_p(ctypes.addressof(buffer))
+    mode = 0x02 | (ord("_") << 8)  # bit 1: IPA; bits 8-23: separator between phonemes
+    clauses = []
+    with engine._lock:
+        status = lib.espeak_SetVoiceByName(voice.encode("utf-8"))
+        if status != _EE_OK:
+            raise SpeechkitError(f"espeak-ng has no voice {voice!r} (status {status}); expected e.g. 'en-us'")
+        while cursor.value:  # espeak-ng advances the cursor clause by clause; NULL at the end
+            clause = lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, mode)
+            if clause:
+                clauses.append(clause.decode("utf-8", "replace").strip())
+    return " ".join(c for c in clauses if c)
 
 
 def reproducibility_note(deterministic: bool) -> str:

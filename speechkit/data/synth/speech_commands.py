@@ -93,11 +93,14 @@ def synth_speech_commands(
     unknown_words: Sequence[str] | None = None,
     clips_per_word: int = 2,
     unknown_clips_per_word: int = 1,
+    unknown_words_per_speaker: int | None = None,
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
     background_seconds: float = 45.0,
     jobs: int = 1,
     progress: bool = False,
+    voice_pool: str = "all",
+    room_pool: str = "all",
 ) -> dict:
     """Write a synthetic Speech Commands corpus to ``out_dir`` (layout in the module docstring).
 
@@ -112,11 +115,19 @@ def synth_speech_commands(
             the real corpus (:data:`ALL_WORDS`) minus ``words``. Pass ``[]`` for none.
         clips_per_word: takes of each keyword per speaker (``_nohash_0``, ``_nohash_1``, ...).
         unknown_clips_per_word: takes of each unknown word per speaker.
+        unknown_words_per_speaker: each speaker says only this many of the unknown words, drawn
+            per speaker from the seed (``None``: all of them). Many unknown words (near misses of
+            every keyword) then cost no more synthesis than a few, and each word still gets
+            many voices.
         validation_percent, testing_percent: share of speakers held out for each list (at
             least one speaker each when there are 3 or more speakers and the share is > 0).
         background_seconds: length of each ``_background_noise_`` file (s); 0 for none.
         jobs: worker processes (1: all in this process). Does not change the output.
         progress: show a progress bar on stderr.
+        voice_pool: espeak-ng voices to draw speakers from: ``"all"``, ``"train"`` or
+            ``"heldout"`` (:func:`speechkit.data.synth.voices.voice_pool`).
+        room_pool: rooms and microphones: ``"all"``, ``"train"`` or ``"heldout"``
+            (:func:`speechkit.data.synth.effects.sample_environment`).
 
     Returns:
         summary: ``out_dir``, ``words`` (keyword -> folder), ``unknown_words``,
@@ -145,6 +156,8 @@ def synth_speech_commands(
     for name, value in (("speakers", num_speakers), ("clips per word", clips_per_word)):
         if value < 1:
             raise SpeechkitError(f"number of {name} must be >= 1, got {value}")
+    if unknown_words_per_speaker is not None and unknown_words_per_speaker < 0:
+        raise SpeechkitError(f"unknown words per speaker must be >= 0, got {unknown_words_per_speaker}")
     if unknown_clips_per_word < 0 or background_seconds < 0:
         raise SpeechkitError("unknown clips per word and background seconds must be >= 0")
     if not (
@@ -154,7 +167,8 @@ def synth_speech_commands(
     ):
         raise SpeechkitError("validation and testing percentages must be >= 0 and sum below 100")
 
-    voices = sample_speakers(num_speakers, seed)
+    effects.sample_environment(np.random.default_rng(0), pool=room_pool)  # checks the name early
+    voices = sample_speakers(num_speakers, seed, pool=voice_pool)
     speaker_ids = [v.speaker_id for v in voices]
     split_of = _split_speakers(speaker_ids, seed, validation_percent, testing_percent)
     # (folder, spoken text, takes); the text is the folder's words, lower case
@@ -166,14 +180,15 @@ def synth_speech_commands(
         for folder, _, _ in plan:
             (staging / folder).mkdir()
         render_jobs = [
-            _SpeakerJob(str(staging), seed, index, voices[index], plan)
+            _SpeakerJob(str(staging), seed, index, voices[index],
+                        _speaker_plan(plan, len(folders), seed, index, unknown_words_per_speaker), room_pool)
             for index in range(num_speakers)
         ]
         per_speaker = run_jobs(_render_speaker, render_jobs, jobs, "speakers" if progress else None)
         background = []
         if background_seconds > 0:
             background = write_background_noise(
-                staging / BACKGROUND_FOLDER, seed, background_seconds
+                staging / BACKGROUND_FOLDER, seed, background_seconds, voice_pool
             )
         lists = {"validation": [], "testing": []}
         for index, paths in enumerate(per_speaker):
@@ -182,7 +197,7 @@ def synth_speech_commands(
                 lists[split].extend(paths)
         write_text_atomic(staging / "validation_list.txt", _lines(sorted(lists["validation"])))
         write_text_atomic(staging / "testing_list.txt", _lines(sorted(lists["testing"])))
-        environments = [_speaker_environment(seed, i) for i in range(num_speakers)]
+        environments = [_speaker_environment(seed, i, room_pool) for i in range(num_speakers)]
         info = {
             "generator": "speechkit synth speech-commands",
             "seed": seed,
@@ -192,6 +207,9 @@ def synth_speech_commands(
             "unknown_words": unknown_folders,
             "clips_per_word": clips_per_word,
             "unknown_clips_per_word": unknown_clips_per_word,
+            "unknown_words_per_speaker": unknown_words_per_speaker,
+            "voice_pool": voice_pool,
+            "room_pool": room_pool,
             "speakers": [
                 {
                     "id": speaker_ids[i],
@@ -299,11 +317,12 @@ class _SpeakerJob:
     index: int
     voice: Voice
     plan: list  # (folder, text, takes)
+    room_pool: str = "all"
 
 
 def _render_speaker(job: _SpeakerJob) -> list[str]:
     """Write all clips of one speaker; return their paths relative to the corpus root."""
-    environment = _speaker_environment(job.seed, job.index)
+    environment = _speaker_environment(job.seed, job.index, job.room_pool)
     speaker = job.voice.speaker_id
     paths = []
     for folder, text, takes in job.plan:
@@ -316,8 +335,19 @@ def _render_speaker(job: _SpeakerJob) -> list[str]:
     return paths
 
 
-def _speaker_environment(seed: int, index: int) -> effects.Environment:
-    return effects.sample_environment(clip_rng(seed, "room", index), "mixed")
+def _speaker_plan(plan: list, num_keywords: int, seed: int, index: int, unknown_per_speaker: int | None) -> list:
+    """The keywords of ``plan`` (its first ``num_keywords`` entries) plus, for speaker ``index``,
+    ``unknown_per_speaker`` of its unknown words drawn from the seed (all when ``None``)."""
+    unknown = plan[num_keywords:]
+    if unknown_per_speaker is None or unknown_per_speaker >= len(unknown):
+        return plan
+    rng = clip_rng(seed, "unknown-words", index)
+    keep = sorted(rng.choice(len(unknown), size=unknown_per_speaker, replace=False).tolist())
+    return plan[:num_keywords] + [unknown[i] for i in keep]
+
+
+def _speaker_environment(seed: int, index: int, room_pool: str = "all") -> effects.Environment:
+    return effects.sample_environment(clip_rng(seed, "room", index), "mixed", pool=room_pool)
 
 
 def _split_speakers(
@@ -346,14 +376,17 @@ def _split_speakers(
 
 
 # -- background noise ----------------------------------------------------------------------
-def write_background_noise(folder: Path, seed: int, seconds: float) -> list[str]:
-    """Write the ``_background_noise_`` files and README; return the file names."""
+def write_background_noise(folder: Path, seed: int, seconds: float, voice_pool: str = "all") -> list[str]:
+    """Write the ``_background_noise_`` files and README; return the file names.
+
+    ``voice_pool``: the voices of the babble talkers (as the corpus's speakers: no held-out
+    voice may talk in a training corpus's babble)."""
     num = round(seconds * SAMPLE_RATE)
     makers: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
         "white_noise.wav": lambda rng: effects.colored_noise(num, rng, 0.0),
         "pink_noise.wav": lambda rng: effects.colored_noise(num, rng, 1.0),
         "running_tap.wav": lambda rng: running_tap_noise(num, rng, SAMPLE_RATE),
-        "babble.wav": lambda rng: speech_babble(num, rng, SAMPLE_RATE),
+        "babble.wav": lambda rng: speech_babble(num, rng, SAMPLE_RATE, voice_pool=voice_pool),
     }
     folder.mkdir(parents=True, exist_ok=True)
     for name, make in makers.items():
@@ -403,9 +436,12 @@ def running_tap_noise(
 
 
 def speech_babble(
-    num_samples: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE, talkers: int = 7
+    num_samples: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE, talkers: int = 7,
+    voice_pool: str = "all",
 ) -> np.ndarray:
     """Several synthetic talkers reading sentences at once, in a mildly reverberant room.
+
+    ``voice_pool``: the talkers' voices (:func:`speechkit.data.synth.voices.voice_pool`).
 
     Returns:
         float32 (T,), unit RMS.
@@ -413,7 +449,7 @@ def speech_babble(
     from speechkit.data.synth.text import load_sentences
 
     sentences = load_sentences()
-    voices = sample_speakers(talkers, seed=int(rng.integers(2**31)))
+    voices = sample_speakers(talkers, seed=int(rng.integers(2**31)), pool=voice_pool)
     mix = np.zeros(num_samples)
     for voice in voices:
         stream = np.zeros(num_samples)
@@ -612,6 +648,16 @@ def _add_synth_arguments(p) -> None:
         "--background-seconds", type=float, default=45.0,
         help="seconds of each _background_noise_ file, 0 for none (default: %(default)s)",
     )  # fmt: skip
+    p.add_argument(
+        "--voice-pool", choices=("all", "train", "heldout"), default="all",
+        help="espeak-ng voices: all, the training families, or the held-out accents and variant "
+        "families (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--room-pool", choices=("all", "train", "heldout"), default="all",
+        help="rooms and microphones: all/train (synthetic decays), or held-out shoebox rooms and "
+        "microphones (default: %(default)s)",
+    )  # fmt: skip
 
 
 def _synth_from_args(args) -> int:
@@ -628,6 +674,8 @@ def _synth_from_args(args) -> int:
         background_seconds=args.background_seconds,
         jobs=args.jobs,
         progress=True,
+        voice_pool=args.voice_pool,
+        room_pool=args.room_pool,
     )
     words = ", ".join(summary["words"].values())
     splits = summary["splits"]

@@ -15,7 +15,16 @@ from typing import Sequence
 
 import numpy as np
 
-from speechkit.data.synth.effects import make_noise, reverberate, synthetic_rir
+from speechkit.data.synth.effects import (
+    HELDOUT_MICS,
+    apply_mic,
+    check_room_pool,
+    make_noise,
+    reverberate,
+    sample_heldout_room,
+    shoebox_rir,
+    synthetic_rir,
+)
 from speechkit.data.synth.espeak import synthesize
 from speechkit.data.synth.text import load_sentences
 from speechkit.data.synth.voices import Voice
@@ -55,6 +64,7 @@ def synth_keyword_stream(
     snr_db: tuple[float, float] = (10.0, 30.0),
     sample_rate: int = 16000,
     seed: int = 0,
+    room_pool: str = "all",
 ) -> KeywordStream:
     """Synthesize a stream with ``num_keywords`` keyword occurrences among sentences.
 
@@ -66,10 +76,13 @@ def synth_keyword_stream(
         snr_db: range of the stream's background-noise SNR, drawn per segment.
         sample_rate: Hz.
         seed: same seed, same stream.
+        room_pool: ``"all"``/``"train"``: a light synthetic-decay room; ``"heldout"``: a
+            held-out shoebox room and microphone (:mod:`speechkit.data.synth.effects`).
 
     Returns:
         The stream and its events.
     """
+    check_room_pool(room_pool)
     rng = np.random.default_rng([seed, 0x57EA])
     sentences = negative_sentences(keywords)
     pieces: list[np.ndarray] = []
@@ -99,19 +112,23 @@ def synth_keyword_stream(
         events.append({"keyword": keyword, "start": round(start, 3), "end": round(end, 3)})
         pause(0.8, 1.6)
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    audio = _add_background(audio, rng, snr_db, sample_rate)
+    audio = _add_background(audio, rng, snr_db, sample_rate, room_pool)
     return KeywordStream(audio=audio, sample_rate=sample_rate, events=events)
 
 
 def synth_negative_stream(
     keywords: Sequence[str], voices: Sequence[Voice], num_sentences: int = 60,
     snr_db: tuple[float, float] = (10.0, 30.0), sample_rate: int = 16000, seed: int = 0,
+    room_pool: str = "all",
 ) -> np.ndarray:
     """Speech with no keyword in it (for threshold calibration and false-alarm rates).
+
+    ``room_pool`` as in :func:`synth_keyword_stream`.
 
     Returns:
         float32 (T,) in [-1, 1] at ``sample_rate``.
     """
+    check_room_pool(room_pool)
     rng = np.random.default_rng([seed, 0x0E6])
     sentences = negative_sentences(keywords)
     pieces = []
@@ -119,7 +136,7 @@ def synth_negative_stream(
         voice = voices[int(rng.integers(len(voices)))]
         pieces.append(_level(synthesize(str(rng.choice(sentences)), voice, sample_rate, seed=int(rng.integers(1 << 30))), rng))
         pieces.append(np.zeros(int(rng.uniform(0.2, 0.8) * sample_rate), np.float32))
-    return _add_background(np.concatenate(pieces), rng, snr_db, sample_rate)
+    return _add_background(np.concatenate(pieces), rng, snr_db, sample_rate, room_pool)
 
 
 def write_stream(stream: KeywordStream, wav_path: str | Path, events_path: str | Path) -> None:
@@ -148,12 +165,24 @@ def _trim(audio: np.ndarray, threshold: float = 0.02) -> np.ndarray:
 
 
 def _add_background(
-    audio: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float], sample_rate: int
+    audio: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float], sample_rate: int,
+    room_pool: str = "all",
 ) -> np.ndarray:
-    """Light reverberation plus noise whose kind and level change every few seconds."""
+    """Reverberation plus noise whose kind and level change every few seconds.
+
+    ``"all"``/``"train"``: a light synthetic-decay room; ``"heldout"``: a held-out shoebox room,
+    and the whole stream (speech and noise) through a held-out microphone.
+    """
     if audio.size == 0:
         return audio
-    out = reverberate(audio, synthetic_rir(float(rng.uniform(0.15, 0.5)), sample_rate, rng))[: audio.size]
+    mic = None
+    if room_pool == "heldout":
+        dims, rt60 = sample_heldout_room(rng)
+        rir = shoebox_rir(dims, rt60, sample_rate, rng)
+        mic = str(rng.choice(HELDOUT_MICS))
+    else:
+        rir = synthetic_rir(float(rng.uniform(0.15, 0.5)), sample_rate, rng)
+    out = reverberate(audio, rir)[: audio.size]
     speech_rms = float(np.sqrt(np.mean(audio[np.abs(audio) > 1e-4] ** 2))) if np.any(np.abs(audio) > 1e-4) else 0.01
     block = 5 * sample_rate
     for start in range(0, out.size, block):
@@ -162,4 +191,8 @@ def _add_background(
         noise = make_noise(kind, stop - start, rng, sample_rate)
         level = speech_rms / 10 ** (rng.uniform(*snr_db) / 20)
         out[start:stop] += level * noise
+    if mic is not None:
+        peak = float(np.abs(out).max())
+        out = apply_mic(out, mic, sample_rate)
+        out *= peak / max(float(np.abs(out).max()), 1e-10)  # the microphone colours, not levels
     return np.clip(out, -1.0, 1.0).astype(np.float32)

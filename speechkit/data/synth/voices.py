@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speechkit.errors import SpeechkitError
+
 #: English accents of espeak-ng (names accepted by ``espeak_SetVoiceByName``).
 ENGLISH_ACCENTS: tuple[str, ...] = (
     "en-us",  # General American
@@ -52,6 +54,24 @@ FEMALE_VARIANTS: tuple[str, ...] = (
 )  # fmt: skip
 #: Klatt-synthesizer variants: a different source model, so a different voice quality.
 KLATT_VARIANTS: tuple[str, ...] = ("klatt", "klatt2", "klatt3", "klatt4", "klatt5")
+
+#: Accents kept out of training (pool ``"train"``) and spoken only by proxy speakers (pool
+#: ``"heldout"``): Scottish English and Caribbean English differ from the other six in vowel
+#: inventory and rhythm (espeak-ng gives them their own phoneme tables), so a model that only
+#: heard them in evaluation meets an accent, not just a new pitch.
+HELDOUT_ACCENTS: tuple[str, ...] = ("en-gb-scotland", "en-029")
+#: Voice-variant families kept out of training, each a different way of making the sound, not
+#: just a different pitch: the Klatt variants (another glottal-source model, a different voice
+#: quality), the whisper variants (no voicing at all: noise excitation), and the named families
+#: ``iven*`` (iven2-4: a male family with its own strongly shifted formant table) and ``steph*``
+#: (steph, steph2, steph3: a female family with its own formant table and a "tone" EQ curve).
+#: Families are held out whole, so no training speaker shares a variant family with a proxy
+#: speaker (the ``m1``-``m8``/``f1``-``f5`` families and the rest stay for training).
+HELDOUT_VARIANTS: tuple[str, ...] = KLATT_VARIANTS + (
+    "whisper", "whisperf", "iven2", "iven3", "iven4", "steph", "steph2", "steph3",
+)  # fmt: skip
+#: Names accepted by :func:`voice_pool` and ``sample_speakers(pool=...)``.
+VOICE_POOLS: tuple[str, ...] = ("all", "train", "heldout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +149,40 @@ def default_variants() -> list[str | None]:
     return [None] + [v for v in curated if v in installed]
 
 
+def voice_pool(pool: str = "all") -> tuple[tuple[str, ...], list[str | None]]:
+    """The accents and (installed) variants of a voice pool.
+
+    Args:
+        pool: ``"all"`` (every curated accent and variant: what :func:`sample_speakers` drew
+            before pools existed), ``"train"`` (all but :data:`HELDOUT_ACCENTS` and
+            :data:`HELDOUT_VARIANTS`; includes ``None``, the accents' default voice) or
+            ``"heldout"`` (only the held-out accents and variant families, never ``None``).
+
+    Returns:
+        ``(accents, variants)``; the two pools share no accent and no variant.
+
+    Raises:
+        SpeechkitError: unknown pool name.
+    """
+    if pool not in VOICE_POOLS:
+        raise SpeechkitError(f"unknown voice pool {pool!r}; expected one of {', '.join(VOICE_POOLS)}")
+    variants = default_variants()
+    if pool == "all":
+        return ENGLISH_ACCENTS, variants
+    if pool == "train":
+        return (
+            tuple(a for a in ENGLISH_ACCENTS if a not in HELDOUT_ACCENTS),
+            [v for v in variants if v not in HELDOUT_VARIANTS],
+        )
+    return HELDOUT_ACCENTS, [v for v in variants if v in HELDOUT_VARIANTS]
+
+
 def sample_speakers(
     n: int,
     seed: int = 0,
-    accents: tuple[str, ...] | list[str] = ENGLISH_ACCENTS,
+    accents: tuple[str, ...] | list[str] | None = None,
     variants: list[str | None] | None = None,
+    pool: str = "all",
 ) -> list[Voice]:
     """Draw ``n`` distinct, widely varied synthetic speakers; same ``seed``, same list.
 
@@ -144,20 +193,28 @@ def sample_speakers(
     Args:
         n: number of speakers.
         seed: random seed.
-        accents: espeak-ng accent names to use.
-        variants: variant names (``None`` = the accent's default voice); defaults to
-            :func:`default_variants`.
+        accents: espeak-ng accent names to use; default: the pool's accents.
+        variants: variant names (``None`` = the accent's default voice); default: the pool's
+            variants (:func:`voice_pool`; for ``"all"``, :func:`default_variants`).
+        pool: ``"all"``, ``"train"`` or ``"heldout"`` (:func:`voice_pool`). Accents or variants
+            passed explicitly are restricted to the pool's.
 
     Returns:
-        ``n`` voices with distinct settings and distinct :attr:`Voice.speaker_id`.
+        ``n`` voices with distinct settings and distinct :attr:`Voice.speaker_id`. With
+        ``pool="all"`` and default accents and variants, the same list as before pools existed.
+
+    Raises:
+        SpeechkitError: unknown pool, or no accent or variant left in it.
     """
     if n < 0:
         raise ValueError(f"number of speakers must be >= 0, got {n}")
+    pool_accents, pool_variants = voice_pool(pool)
+    accents = pool_accents if accents is None else [a for a in accents if pool == "all" or a in pool_accents]
+    variants = pool_variants if variants is None else [v for v in variants if pool == "all" or v in pool_variants]
     if not accents:
-        raise ValueError("need at least one accent")
-    variants = default_variants() if variants is None else list(variants)
+        raise ValueError(f"need at least one accent (voice pool {pool!r})")
     if not variants:
-        raise ValueError("need at least one voice variant")
+        raise ValueError(f"need at least one voice variant (voice pool {pool!r})")
     rng = np.random.default_rng([seed, 0x5EED5])
     accent_deck = _Deck(list(accents), rng)
     variant_deck = _Deck(variants, rng)
