@@ -108,6 +108,11 @@ class StreamKwsLoss(nn.Module):
             window a score looks at (the task sets them).
         end_tolerance_s: seconds before a keyword's end whose frames are ignored.
         label_smoothing: cross-entropy label smoothing.
+        keyword_share: share of the loss weight the keyword frames of a batch get (the rest
+            goes to every other scored frame), or ``None`` for plain per-frame averaging. A
+            keyword is heard in far fewer frames than it is not (it must have ended and still
+            be in the window), so plain averaging teaches a detector that nothing is ever a
+            keyword; 0.5 weighs both sides equally.
 
     Example:
         >>> loss_fn = StreamKwsLoss("maxpool", unknown_index=1, hop_samples=2000, frame_samples=2000,
@@ -128,6 +133,7 @@ class StreamKwsLoss(nn.Module):
         end_tolerance_s: float = 0.1,
         label_smoothing: float = 0.0,
         sample_rate: int = 16000,
+        keyword_share: float | None = 0.5,
     ) -> None:
         super().__init__()
         if mode not in ("frames", "maxpool", "last"):
@@ -139,6 +145,9 @@ class StreamKwsLoss(nn.Module):
         self.window_samples = window_samples
         self.end_tolerance_samples = int(round(end_tolerance_s * sample_rate))
         self.label_smoothing = label_smoothing
+        if keyword_share is not None and not 0.0 < keyword_share < 1.0:
+            raise ValueError(f"StreamKwsLoss: keyword_share must be in (0, 1) or None, got {keyword_share}")
+        self.keyword_share = keyword_share
 
     def forward(self, frame_logits: Tensor, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         labels = batch["labels"]
@@ -169,9 +178,19 @@ class StreamKwsLoss(nn.Module):
         if bool((flat == IGNORE).all()):
             loss = frame_logits.sum() * 0.0
         else:
-            loss = nn.functional.cross_entropy(
-                frame_logits.reshape(b * t, c), flat, ignore_index=IGNORE, label_smoothing=self.label_smoothing
+            per_frame = nn.functional.cross_entropy(
+                frame_logits.reshape(b * t, c), flat, ignore_index=IGNORE, label_smoothing=self.label_smoothing,
+                reduction="none",
             )
+            scored = flat != IGNORE
+            kw = (is_kw_frame.reshape(-1) & scored).float()
+            other = (scored & ~is_kw_frame.reshape(-1)).float()
+            n_kw, n_other = kw.sum(), other.sum()
+            if self.keyword_share is None or n_kw == 0 or n_other == 0:
+                loss = (per_frame * scored.float()).sum() / scored.float().sum()
+            else:
+                loss = (self.keyword_share * (per_frame * kw).sum() / n_kw
+                        + (1.0 - self.keyword_share) * (per_frame * other).sum() / n_other)
         stats["loss"] = loss.detach()
         return loss, stats
 

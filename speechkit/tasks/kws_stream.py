@@ -35,6 +35,8 @@ class StreamingKwsTask(ClassificationTask):
             :class:`~speechkit.losses.kws_stream.StreamKwsLoss`.
         end_tolerance_s: seconds before a keyword ends whose frames get no target.
         label_smoothing: cross-entropy label smoothing.
+        keyword_share: share of the loss weight given to the frames that hear a keyword
+            (:class:`~speechkit.losses.kws_stream.StreamKwsLoss`); ``None``: plain averaging.
         **kwargs: :class:`ClassificationTask` arguments (``model``, ``frontend``, ``labels``, ...).
             ``loss`` must be left unset: the loss is the stream loss above.
 
@@ -50,6 +52,7 @@ class StreamingKwsTask(ClassificationTask):
         loss_mode: str = "frames",
         end_tolerance_s: float = 0.1,
         label_smoothing: float = 0.0,
+        keyword_share: float | None = 0.5,
         **kwargs,
     ) -> None:
         if kwargs.pop("loss", None) is not None:
@@ -78,6 +81,7 @@ class StreamingKwsTask(ClassificationTask):
             end_tolerance_s=end_tolerance_s,
             label_smoothing=label_smoothing,
             sample_rate=self.sample_rate,
+            keyword_share=keyword_share,
         )
 
     def frame_logits(self, audio: Tensor, audio_lens: Tensor | None = None) -> Tensor:

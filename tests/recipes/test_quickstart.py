@@ -17,6 +17,7 @@ def test_quickstart_custom_wake_word_end_to_end(tmp_path, capsys):
     status = main([
         "quickstart", "--keywords", "hey computer,stop", "--out", str(out),
         "--speakers", "10", "--epochs", "1", "--stream-keywords", "4",
+        "--negative-minutes", "1", "--hard-negative-minutes", "1", "--calibration-minutes", "1",
     ])
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -30,6 +31,9 @@ def test_quickstart_custom_wake_word_end_to_end(tmp_path, capsys):
     for key in ("onnx", "stream_wav", "demo_detections", "checkpoint"):
         assert Path(summary[key]).is_file() and Path(summary[key]).is_relative_to(out)
     assert (out / "kws.onnx").stat().st_size > 10_000
+    assert (out / "kws.thresholds.json").is_file()  # calibrated on keyword-free speech
+    assert set(summary["stream_per_keyword"]) == {"hey_computer", "stop"}
+    assert summary["heldout_family_clips"] > 0 and (out / "hard_negatives" / "round-1" / "mined.json").is_file()
     labels = json.loads((out / "manifests" / "labels.json").read_text())
     assert set(labels) == {"_silence_", "_unknown_", "hey_computer", "stop"}
     assert (out / "corpus" / "hey_computer").is_dir()
@@ -38,7 +42,24 @@ def test_quickstart_custom_wake_word_end_to_end(tmp_path, capsys):
     found = summary["stream_recall"] * len(events)  # recall counts whole keywords of the stream
     assert abs(found - round(found)) < 1e-6
     printed = capsys.readouterr().out
-    assert "speechkit quickstart: summary" in printed and "test accuracy" in printed
+    assert "speechkit quickstart: summary" in printed and "clip accuracy (held-out voice families)" in printed
+    assert "hey_computer" in printed and "false alarms/hour" in printed  # per-phrase figures
+
+
+@pytest.mark.trains
+def test_quickstart_with_the_streaming_recipe_runs_the_stateful_artifact(tmp_path):
+    out = tmp_path / "run"
+    status = main([
+        "quickstart", "--keywords", "yes", "--out", str(out), "--recipe", "synthetic/kws/stream.yaml",
+        "--speakers", "8", "--epochs", "1", "--stream-keywords", "3",
+        "--negative-minutes", "0.5", "--hard-negative-minutes", "0.5", "--calibration-minutes", "0.5",
+    ])
+    assert status == 0
+    summary = json.loads((out / "summary.json").read_text())
+    # The stateful artifact is what mining, calibration, the stream and the demo ran.
+    assert Path(summary["stream_onnx"]) == out / "kws_stream.onnx" and (out / "kws_stream.thresholds.json").is_file()
+    assert (out / "kws.onnx").is_file() and json.loads((out / "hard_negatives" / "round-1" / "mined.json").read_text())[
+        "model"].endswith("kws_stream.onnx")
 
 
 def test_quickstart_never_writes_over_an_earlier_run(tmp_path, capsys):

@@ -185,6 +185,12 @@ def synth_speech_commands(
             for index in range(num_speakers)
         ]
         per_speaker = run_jobs(_render_speaker, render_jobs, jobs, "speakers" if progress else None)
+        if unknown_words_per_speaker is not None:  # a word no speaker drew has no folder
+            said = {path.split("/", 1)[0] for paths in per_speaker for path in paths}
+            for word, folder in list(unknown_folders.items()):
+                if folder not in said:
+                    (staging / folder).rmdir()
+                    del unknown_folders[word]
         background = []
         if background_seconds > 0:
             background = write_background_noise(
