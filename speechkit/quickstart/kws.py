@@ -53,14 +53,14 @@ class QuickstartOptions:
     speakers: int = 400
     clips_per_word: int = 2
     unknown_ratio: float = 2.0
-    epochs: int = 10
+    epochs: int = 9
     seed: int = 0
     stream_keywords: int = 60
     #: Minutes of keyword-free running speech synthesized for the training windows.
     negative_minutes: float = 20.0
     #: Rounds of: run the detector over fresh keyword-free speech, keep what fires, train on it.
     hard_negative_rounds: int = 1
-    hard_negative_minutes: float = 30.0
+    hard_negative_minutes: float = 20.0
     hard_negative_epochs: int = 2
     #: Minutes of keyword-free speech (training voices) the thresholds are calibrated on.
     calibration_minutes: float = 20.0
@@ -416,7 +416,7 @@ def add_arguments(p) -> None:
     p.add_argument("--hard-negative-rounds", type=int, default=None,
                    help="rounds of mining the detector's false alarms on keyword-free speech and training on them (default 1)")
     p.add_argument("--hard-negative-minutes", type=float, default=None,
-                   help="minutes of keyword-free speech scanned per hard-negative round (default 30)")
+                   help="minutes of keyword-free speech scanned per hard-negative round (default 20)")
     p.add_argument("--calibration-minutes", type=float, default=None,
                    help="minutes of keyword-free speech the thresholds are calibrated on (default 20)")
 
