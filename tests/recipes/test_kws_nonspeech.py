@@ -12,6 +12,14 @@ import soundfile as sf
 
 from speechkit.audio import save_audio
 
+# Slow: the model these tests can afford to train (30 speakers, a few hundred steps) is on the edge
+# of telling loud white/pink noise from the "s" of "yes", and which side it lands on depends on the
+# CPU's kernels (it passed with avx512 kernels and fired on loud noise from the stream's first
+# window with the avx2 and plain ones). The quickstart's fully trained model is checked on the same
+# sounds in docs/methods/kws.md section 8. The level gate and the stereo down-mix are tested with
+# stand-in models in tests/unit/test_runtime.py and tests/export/test_kws_streaming_export.py.
+pytestmark = pytest.mark.slow
+
 RATE = 16000
 KEYWORDS = ("yes", "stop")
 
@@ -41,8 +49,11 @@ def stream_model(tmp_path_factory):
         "--config", str(RECIPES_DIR / "synthetic/kws/stream_windows.yaml"),
         "--data.init_args.manifest_dir", str(root / "manifests"),
         "--data.init_args.negative_speech", f"[{root / 'speech'}]",
+        # A small model on a short schedule: non-speech drawn more often than the recipe's 10 %, so
+        # the few steps this test can afford teach it on every CPU's kernels.
+        "--data.init_args.p_nonspeech", "0.3",
         "--data.init_args.epoch_scale", "6", "--data.init_args.num_workers", "0",
-        "--trainer.max_epochs", "5", "--trainer.default_root_dir", str(root / "train"),
+        "--trainer.max_epochs", "7", "--trainer.default_root_dir", str(root / "train"),
         "--trainer.enable_progress_bar", "false", "--seed_everything", "0",
     ], run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
