@@ -430,8 +430,8 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                    help="clip classifiers: training clips used for int8 calibration (default 300)")
 
 
-def export_command(task, args: argparse.Namespace, checkpoint: Path | None) -> int:
-    """The exporter ``speechkit export`` runs for classification checkpoints."""
+def export_options(args: argparse.Namespace, checkpoint: Path | None) -> tuple[ClipExportOptions, dict | None]:
+    """The ``speechkit export`` arguments as :class:`ClipExportOptions`, plus the checkpoint's model config."""
     from speechkit.export.onnx_export import checkpoint_model_config
 
     options = ClipExportOptions(
@@ -439,7 +439,12 @@ def export_command(task, args: argparse.Namespace, checkpoint: Path | None) -> i
         test_manifest=args.test_manifest, calibration_clips=args.calibration_clips,
         max_int8_drop_points=args.max_int8_drop, atol=args.atol,
     )
-    model_config = checkpoint_model_config(checkpoint) if checkpoint is not None else None
+    return options, checkpoint_model_config(checkpoint) if checkpoint is not None else None
+
+
+def export_command(task, args: argparse.Namespace, checkpoint: Path | None) -> int:
+    """The exporter ``speechkit export`` runs for classification checkpoints."""
+    options, model_config = export_options(args, checkpoint)
     export_clip_artifacts(task, args.output, options, model_config=model_config)
     return 0
 

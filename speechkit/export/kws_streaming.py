@@ -378,14 +378,9 @@ def export_streaming_kws_artifacts(task, out: str | os.PathLike, options: ClipEx
 
 def export_command(task, args: argparse.Namespace, checkpoint: Path | None) -> int:
     """The exporter ``speechkit export`` runs for ``StreamingKwsTask`` checkpoints."""
-    from speechkit.export.onnx_export import checkpoint_model_config
+    from speechkit.export.clip_classifier import export_options
 
-    options = ClipExportOptions(
-        int8=args.int8, ort=args.ort, force=args.force, train_manifest=args.train_manifest,
-        test_manifest=args.test_manifest, calibration_clips=args.calibration_clips,
-        max_int8_drop_points=args.max_int8_drop, atol=args.atol,
-    )
-    model_config = checkpoint_model_config(checkpoint) if checkpoint is not None else None
+    options, model_config = export_options(args, checkpoint)
     export_streaming_kws_artifacts(task, args.output, options, model_config=model_config)
     return 0
 

@@ -205,25 +205,9 @@ class BCResNet(nn.Module):
         in_bins: int = 40,
     ) -> None:
         super().__init__()
-        c = int(8 * width)
-        if c < 1 or num_classes < 1:
-            raise SpeechkitError(
-                f"BCResNet: width={width} gives base width int(8 * width)={c} and "
-                f"num_classes={num_classes}; both must be at least 1"
-            )
+        c, widths, blocks_per_stage, freq_strides = bcresnet_layout("BCResNet", width, num_classes, num_subbands, in_bins)
         self.num_classes = num_classes
         self.in_bins = in_bins
-        # int() truncation as in the official code: width 1.5 -> c=12 -> (12, 18, 24, 30).
-        widths = [c, int(1.5 * c), 2 * c, int(2.5 * c)]
-        blocks_per_stage = (2, 2, 4, 4)
-        freq_strides = (1, 2, 2, 1)
-        freq_bins = _bcresnet_freq_sizes(in_bins, freq_strides)
-        check_subband_sizes("BCResNet", freq_bins, num_subbands, in_bins)
-        if freq_bins[-1] < 5:
-            raise SpeechkitError(
-                f"BCResNet: in_bins={in_bins} leaves {freq_bins[-1]} frequency bins before the "
-                f"classifier's 5x5 conv (no frequency padding); at least 5 are needed"
-            )
 
         self.input_norm = ResNorm(resnorm_lambda) if resnorm else nn.Identity()
         self.head = nn.Sequential(
@@ -276,6 +260,39 @@ class BCResNet(nn.Module):
             x = norm(stage(x))
             stages.append(x)
         return ClassifierFeatures(stages)
+
+
+def bcresnet_layout(
+    model: str, width: float, num_classes: int, num_subbands: int, in_bins: int
+) -> tuple[int, list[int], tuple[int, ...], tuple[int, ...]]:
+    """The stage plan of a BC-ResNet-``width`` (shared by the fixed-clip and streaming networks).
+
+    Returns:
+        ``(c, widths, blocks_per_stage, freq_strides)``: base width ``int(8 * width)``, the four
+        stage widths, blocks per stage and the first block's frequency stride per stage.
+
+    Raises:
+        SpeechkitError: the width or class count gives no channels, or ``in_bins`` and
+            ``num_subbands`` do not fit the network's frequency sizes.
+    """
+    c = int(8 * width)
+    if c < 1 or num_classes < 1:
+        raise SpeechkitError(
+            f"{model}: width={width} gives base width int(8 * width)={c} and "
+            f"num_classes={num_classes}; both must be at least 1"
+        )
+    # int() truncation as in the official code: width 1.5 -> c=12 -> (12, 18, 24, 30).
+    widths = [c, int(1.5 * c), 2 * c, int(2.5 * c)]
+    blocks_per_stage = (2, 2, 4, 4)
+    freq_strides = (1, 2, 2, 1)
+    freq_bins = _bcresnet_freq_sizes(in_bins, freq_strides)
+    check_subband_sizes(model, freq_bins, num_subbands, in_bins)
+    if freq_bins[-1] < 5:
+        raise SpeechkitError(
+            f"{model}: in_bins={in_bins} leaves {freq_bins[-1]} frequency bins before the "
+            f"classifier's 5x5 conv (no frequency padding); at least 5 are needed"
+        )
+    return c, widths, blocks_per_stage, freq_strides
 
 
 def _bcresnet_freq_sizes(in_bins: int, freq_strides: tuple[int, ...]) -> list[int]:

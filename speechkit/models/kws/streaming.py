@@ -39,7 +39,7 @@ from speechkit.models.kws.bcresnet import (
     BCResBlock,
     ClassifierFeatures,
     _bcresnet_freq_sizes,
-    check_subband_sizes,
+    bcresnet_layout,
     features_to_map,
 )
 
@@ -258,12 +258,9 @@ class StreamingBCResNet(nn.Module):
         resnorm_lambda: float = 0.1,
     ) -> None:
         super().__init__()
-        c = int(8 * width)
-        if c < 1 or num_classes < 1:
-            raise SpeechkitError(
-                f"StreamingBCResNet: width={width} gives base width int(8 * width)={c} and "
-                f"num_classes={num_classes}; both must be at least 1"
-            )
+        c, widths, blocks_per_stage, freq_strides = bcresnet_layout(
+            "StreamingBCResNet", width, num_classes, num_subbands, in_bins
+        )
         if input_norm not in INPUT_NORMS:
             raise SpeechkitError(
                 f"StreamingBCResNet: input_norm={input_norm!r}; choose one of {list(INPUT_NORMS)}"
@@ -279,16 +276,6 @@ class StreamingBCResNet(nn.Module):
         self.input_norm = input_norm
         self.norm_frames = norm_frames
         self.resnorm_lambda = resnorm_lambda
-        widths = [c, int(1.5 * c), 2 * c, int(2.5 * c)]
-        blocks_per_stage = (2, 2, 4, 4)
-        freq_strides = (1, 2, 2, 1)
-        freq_bins = _bcresnet_freq_sizes(in_bins, freq_strides)
-        check_subband_sizes("StreamingBCResNet", freq_bins, num_subbands, in_bins)
-        if freq_bins[-1] < 5:
-            raise SpeechkitError(
-                f"StreamingBCResNet: in_bins={in_bins} leaves {freq_bins[-1]} frequency bins "
-                f"before the classifier's 5x5 conv (no frequency padding); at least 5 are needed"
-            )
         self.head_conv = CausalConv2d(1, 2 * c, (5, 5), stride=(2, 1), freq_padding=2)
         self.head = nn.Sequential(nn.BatchNorm2d(2 * c), nn.ReLU())
         self.stages = nn.ModuleList()
