@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Tests run on 2 shared cores: one intra-op thread per process keeps parallel work predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# `speechkit synth` and the quickstarts cache synthesized speech under $XDG_CACHE_HOME/speechkit/synth:
+# tests keep theirs in a temporary folder, never in the user's home.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="speechkit-test-cache-")
+os.environ.pop("SPEECHKIT_SYNTH_CACHE", None)
 
 REPO = Path(__file__).resolve().parents[1]
 

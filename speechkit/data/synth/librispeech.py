@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from speechkit.data.synth import effects
-from speechkit.data.synth.espeak import get_engine, reproducibility_note, synthesize
+from speechkit.data.synth.engines import synthesize
+from speechkit.data.synth.espeak import get_engine, reproducibility_note
 from speechkit.data.synth.speech_commands import (
     clip_rng,
     comma_separated,
@@ -58,6 +59,8 @@ def synth_librispeech(
     chapters_per_speaker: int = 1,
     jobs: int = 1,
     progress: bool = False,
+    voice_pool: str = "all",
+    engines: str | Sequence[str] | None = None,
 ) -> dict:
     """Write a synthetic LibriSpeech corpus to ``out_dir`` (layout in the module docstring).
 
@@ -73,6 +76,10 @@ def synth_librispeech(
         chapters_per_speaker: chapters (folders) per speaker.
         jobs: worker processes (does not change the output).
         progress: show a progress bar on stderr.
+        voice_pool: espeak-ng voices: ``"all"``, ``"train"`` or ``"heldout"``
+            (:func:`speechkit.data.synth.voices.voice_pool`).
+        engines: speech engines the speakers are dealt from (``"espeak"``, ``"pico"``,
+            ``"espeak:3,pico:1"``; :func:`speechkit.data.synth.voices.sample_speakers`).
 
     Returns:
         summary: ``out_dir``, ``subsets`` (name -> {"speakers", "utterances", "seconds_audio"}),
@@ -102,7 +109,10 @@ def synth_librispeech(
         raise SpeechkitError("chapters per speaker must not exceed utterances per speaker")
 
     total = num_speakers * len(subsets)
-    voices = sample_speakers(total, seed)
+    from speechkit.data.synth.engines import parse_engine_mix, require_engines
+
+    require_engines(parse_engine_mix(engines))
+    voices = sample_speakers(total, seed, pool=voice_pool, engines=engines)
     ids_rng = clip_rng(seed, "ids")
     # Integer IDs like LibriSpeech's (speakers 19..9026, chapters up to 6 digits), all distinct.
     speaker_numbers = ids_rng.choice(np.arange(10, 10000), size=total, replace=False)
@@ -258,7 +268,7 @@ def _speakers_txt(speakers: list[_Speaker], durations: list[dict[str, float]]) -
     ]
     for speaker, d in sorted(zip(speakers, durations), key=lambda x: x[0].number):
         minutes = sum(d.values()) / 60.0
-        name = f"espeak {speaker.voice.espeak_name}"
+        name = f"espeak {speaker.voice.espeak_name}" if speaker.voice.engine == "espeak" else f"{speaker.voice.engine} {speaker.voice.language}"
         lines.append(
             f"{speaker.number:<5}| {speaker.voice.gender} | {speaker.subset:<16} | {minutes:5.2f} | {name}\n"
         )
@@ -328,9 +338,17 @@ def _add_synth_arguments(p) -> None:
         help="text source: the package's sentences, the command grammar, or wordfreq's common "
         "words mixed with the sentences (default: %(default)s)",
     )  # fmt: skip
+    p.add_argument(
+        "--voice-pool", choices=("all", "train", "heldout"), default="all",
+        help="espeak-ng voices: all, the training families, or the held-out accents and variant "
+        "families (default: %(default)s)",
+    )  # fmt: skip
 
 
 def _synth_from_args(args) -> int:
+    from speechkit.cli.synth_cmd import apply_synth_options
+
+    apply_synth_options(args)
     subsets = args.subsets or ([args.subset] if args.subset else ["train-clean-100"])
     summary = synth_librispeech(
         args.out,
@@ -342,6 +360,8 @@ def _synth_from_args(args) -> int:
         chapters_per_speaker=args.chapters_per_speaker,
         jobs=args.jobs,
         progress=True,
+        voice_pool=args.voice_pool,
+        engines=args.engines,
     )
     print(
         f"wrote {summary['num_utterances']} utterances ({summary['audio_seconds'] / 60:.1f} min) "

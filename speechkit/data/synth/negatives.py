@@ -472,7 +472,7 @@ class _SpeechFile:
 
 def _write_speech_file(job: _SpeechFile) -> str:
     from speechkit.audio import save_audio
-    from speechkit.data.synth.espeak import synthesize
+    from speechkit.data.synth.engines import synthesize
     from speechkit.data.synth.stream import negative_sentences
 
     rng = _rng(job.seed, "file", job.index)

@@ -39,7 +39,8 @@ import numpy as np
 
 from speechkit.audio import save_audio
 from speechkit.data.synth import effects
-from speechkit.data.synth.espeak import get_engine, reproducibility_note, synthesize
+from speechkit.data.synth.engines import synthesize
+from speechkit.data.synth.espeak import get_engine, reproducibility_note
 from speechkit.data.synth.voices import Voice, sample_speakers
 from speechkit.errors import SpeechkitError
 from speechkit.fileio import write_json_atomic, write_text_atomic
@@ -101,6 +102,7 @@ def synth_speech_commands(
     progress: bool = False,
     voice_pool: str = "all",
     room_pool: str = "all",
+    engines: str | Sequence[str] | None = None,
 ) -> dict:
     """Write a synthetic Speech Commands corpus to ``out_dir`` (layout in the module docstring).
 
@@ -128,6 +130,8 @@ def synth_speech_commands(
             ``"heldout"`` (:func:`speechkit.data.synth.voices.voice_pool`).
         room_pool: rooms and microphones: ``"all"``, ``"train"`` or ``"heldout"``
             (:func:`speechkit.data.synth.effects.sample_environment`).
+        engines: speech engines the speakers are dealt from (``"espeak"``, ``"espeak:3,pico:1"``;
+            :func:`speechkit.data.synth.voices.sample_speakers`). Default espeak-ng only.
 
     Returns:
         summary: ``out_dir``, ``words`` (keyword -> folder), ``unknown_words``,
@@ -168,7 +172,10 @@ def synth_speech_commands(
         raise SpeechkitError("validation and testing percentages must be >= 0 and sum below 100")
 
     effects.sample_environment(np.random.default_rng(0), pool=room_pool)  # checks the name early
-    voices = sample_speakers(num_speakers, seed, pool=voice_pool)
+    from speechkit.data.synth.engines import parse_engine_mix, require_engines
+
+    require_engines(parse_engine_mix(engines))
+    voices = sample_speakers(num_speakers, seed, pool=voice_pool, engines=engines)
     speaker_ids = [v.speaker_id for v in voices]
     split_of = _split_speakers(speaker_ids, seed, validation_percent, testing_percent)
     # (folder, spoken text, takes); the text is the folder's words, lower case
@@ -216,6 +223,7 @@ def synth_speech_commands(
             "unknown_words_per_speaker": unknown_words_per_speaker,
             "voice_pool": voice_pool,
             "room_pool": room_pool,
+            "engines": sorted(set(parse_engine_mix(engines))),
             "speakers": [
                 {
                     "id": speaker_ids[i],
@@ -667,6 +675,9 @@ def _add_synth_arguments(p) -> None:
 
 
 def _synth_from_args(args) -> int:
+    from speechkit.cli.synth_cmd import apply_synth_options
+
+    apply_synth_options(args)
     summary = synth_speech_commands(
         args.out,
         words=args.words,
@@ -682,6 +693,7 @@ def _synth_from_args(args) -> int:
         progress=True,
         voice_pool=args.voice_pool,
         room_pool=args.room_pool,
+        engines=args.engines,
     )
     words = ", ".join(summary["words"].values())
     splits = summary["splits"]

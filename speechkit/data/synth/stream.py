@@ -25,7 +25,7 @@ from speechkit.data.synth.effects import (
     shoebox_rir,
     synthetic_rir,
 )
-from speechkit.data.synth.espeak import synthesize
+from speechkit.data.synth.engines import synthesize
 from speechkit.data.synth.text import load_sentences
 from speechkit.data.synth.voices import Voice
 

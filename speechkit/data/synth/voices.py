@@ -87,6 +87,10 @@ class Voice:
         speed_factor: the synthesized audio is played back this much faster (>1 raises pitch
             and formants and shortens the audio; <1 lowers and lengthens). 1.0: unchanged.
         volume: espeak-ng amplitude, 0-200 (default 100).
+        engine: the synthesizer (:data:`speechkit.data.synth.engines.ENGINES`): ``"espeak"``
+            (espeak-ng) or ``"pico"`` (SVOX Pico: ``language`` is ``"en-US"`` or ``"en-GB"``,
+            ``variant`` None; ``rate_wpm``, ``pitch`` and ``speed_factor`` apply, see
+            :func:`speechkit.data.synth.engines.pico_settings`).
     """
 
     language: str = "en-us"
@@ -96,6 +100,7 @@ class Voice:
     pitch_range: int = 50
     speed_factor: float = 1.0
     volume: int = 100
+    engine: str = "espeak"
 
     @property
     def espeak_name(self) -> str:
@@ -105,12 +110,18 @@ class Voice:
     @property
     def gender(self) -> str:
         """``"F"`` for female variants, else ``"M"`` (LibriSpeech's SPEAKERS.TXT sex column)."""
+        if self.engine == "pico":  # both pico voices are women's; a low speed factor makes them sound male
+            return "F" if self.speed_factor >= 0.9 else "M"
         return "F" if self.variant in FEMALE_VARIANTS else "M"
 
     @property
     def speaker_id(self) -> str:
-        """8 hex characters derived from the settings (same voice, same ID, on any machine)."""
-        key = "|".join(str(v) for v in dataclasses.astuple(self))
+        """8 hex characters derived from the settings (same voice, same ID, on any machine).
+
+        espeak-ng voices keep the IDs they had before engines existed (the engine is not part
+        of their key); other engines' voices have it in theirs."""
+        values = dataclasses.astuple(self)
+        key = "|".join(str(v) for v in (values[:-1] if self.engine == "espeak" else values))
         return hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
 
     def with_jitter(self, rng: np.random.Generator, amount: float = 1.0) -> Voice:
@@ -183,6 +194,7 @@ def sample_speakers(
     accents: tuple[str, ...] | list[str] | None = None,
     variants: list[str | None] | None = None,
     pool: str = "all",
+    engines: str | list[str] | tuple[str, ...] | None = None,
 ) -> list[Voice]:
     """Draw ``n`` distinct, widely varied synthetic speakers; same ``seed``, same list.
 
@@ -215,12 +227,39 @@ def sample_speakers(
         raise ValueError(f"need at least one accent (voice pool {pool!r})")
     if not variants:
         raise ValueError(f"need at least one voice variant (voice pool {pool!r})")
+    from speechkit.data.synth.engines import PICO_LANGUAGES, parse_engine_mix
+
+    engine_cards = parse_engine_mix(engines)
+    if pool == "heldout" and set(engine_cards) != {"espeak"}:
+        raise SpeechkitError(
+            "the held-out voice pool is espeak-ng voice families only; to hold an engine out, leave it out of "
+            f"the training engines and test on it (got engines={engines!r})"
+        )
     rng = np.random.default_rng([seed, 0x5EED5])
     accent_deck = _Deck(list(accents), rng)
     variant_deck = _Deck(variants, rng)
+    mixed = set(engine_cards) != {"espeak"}
+    engine_rng = np.random.default_rng([seed, 0xE461])  # only drawn from when engines are mixed
+    engine_deck = _Deck(engine_cards, engine_rng)
+    pico_deck = _Deck(list(PICO_LANGUAGES), engine_rng)
     voices: list[Voice] = []
     seen_ids: set[str] = set()
     while len(voices) < n:
+        if mixed and engine_deck.draw() == "pico":
+            voice = Voice(
+                language=pico_deck.draw(),
+                variant=None,
+                rate_wpm=int(rng.integers(130, 211)),
+                pitch=int(rng.integers(15, 86)),
+                pitch_range=50,
+                speed_factor=round(float(np.exp(rng.uniform(np.log(0.8), np.log(1.15)))), 3),
+                volume=50,  # pico's percent: at 100 nearly every sentence clips
+                engine="pico",
+            )
+            if voice.speaker_id not in seen_ids:
+                seen_ids.add(voice.speaker_id)
+                voices.append(voice)
+            continue
         voice = Voice(
             language=accent_deck.draw(),
             variant=variant_deck.draw(),
