@@ -52,13 +52,3 @@ def _add_seed_and_jobs(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--no-cache", action="store_true", help="synthesize everything, cache nothing")
 
-
-def apply_synth_options(args) -> None:
-    """Check ``--engines`` and switch the synthesis cache on (``--cache``) or off (``--no-cache``)."""
-    from speechkit.data.synth.engines import default_cache_dir, parse_engine_mix, require_engines, set_synth_cache
-
-    require_engines(parse_engine_mix(getattr(args, "engines", None)))
-    if getattr(args, "no_cache", False):
-        set_synth_cache(None)
-    else:
-        set_synth_cache(getattr(args, "cache", None) or default_cache_dir())

@@ -53,14 +53,16 @@ from typing import Sequence
 
 import numpy as np
 
-from speechkit.data.synth.voices import Voice
+from speechkit.data.synth.voices import (
+    ENGINES,
+    PICO_LANGUAGES,
+    RESERVED_ENGINES,
+    Voice,
+    check_engine_name,
+    parse_engine_mix,
+)
 from speechkit.errors import SpeechkitError
 
-#: Engine names accepted in :attr:`Voice.engine`, ``sample_speakers(engines=...)`` and
-#: ``speechkit synth --engines``.
-ENGINES: tuple[str, ...] = ("espeak", "pico")
-#: pico's languages (one recorded speaker each).
-PICO_LANGUAGES: tuple[str, ...] = ("en-US", "en-GB")
 PICO_RATE = 16000
 #: pico accepts rate 20-500 % and pitch 50-200 %.
 PICO_RATE_RANGE = (20, 500)
@@ -69,8 +71,6 @@ INSTALL_HINTS = {
     "espeak": "pip install espeakng-loader",
     "pico": "pip install ttspico (builds SVOX Pico from source: needs a C compiler)",
 }
-#: Reserved for evaluation kept out of the project: never a training engine.
-RESERVED_ENGINES = ("flite", "festival")
 ENV_CACHE = "SPEECHKIT_SYNTH_CACHE"
 _CACHE_VERSION = 1
 _PICO_LOCK = threading.Lock()
@@ -85,21 +85,6 @@ def engine_available(name: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def check_engine_name(name: str) -> str:
-    """``name`` if it is a known engine.
-
-    Raises:
-        SpeechkitError: unknown engine, or one reserved for evaluation (flite, festival).
-    """
-    if name in RESERVED_ENGINES:
-        raise SpeechkitError(
-            f"{name} is reserved for evaluation kept out of the project: speechkit neither trains nor tunes on it"
-        )
-    if name not in ENGINES:
-        raise SpeechkitError(f"unknown speech engine {name!r}; expected one of {', '.join(ENGINES)}")
-    return name
-
-
 def require_engines(names: Sequence[str]) -> None:
     """Raise a clear error naming the pip command if an engine in ``names`` is not installed."""
     missing = [n for n in dict.fromkeys(names) if not engine_available(n)]
@@ -107,36 +92,6 @@ def require_engines(names: Sequence[str]) -> None:
         raise SpeechkitError(
             "speech engine(s) not installed: " + "; ".join(f"{n} ({INSTALL_HINTS[n]})" for n in missing)
         )
-
-
-def parse_engine_mix(spec: str | Sequence[str] | None) -> list[str]:
-    """An engine deck from ``"espeak"``, ``"espeak,pico"``, ``"espeak:3,pico:1"`` or a list.
-
-    Returns:
-        Engine names repeated by weight, e.g. ``["espeak", "espeak", "espeak", "pico"]``:
-        speakers are dealt engines from this deck (:func:`speechkit.data.synth.voices.sample_speakers`).
-
-    Raises:
-        SpeechkitError: an unknown or reserved engine, a weight that is not a positive integer,
-            or nothing at all.
-    """
-    if spec is None:
-        return ["espeak"]
-    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
-    deck: list[str] = []
-    for item in filter(None, items):
-        name, _, weight = item.partition(":")
-        check_engine_name(name.strip())
-        try:
-            count = int(weight) if weight else 1
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise SpeechkitError(f"engine weight must be a positive integer, got {item!r} (e.g. 'espeak:3,pico:1')")
-        deck += [name.strip()] * count
-    if not deck:
-        raise SpeechkitError(f"no speech engine in {spec!r}; expected e.g. 'espeak' or 'espeak:3,pico:1'")
-    return deck
 
 
 def set_synth_cache(path: str | os.PathLike | None) -> Path | None:
@@ -267,5 +222,15 @@ def _write_cached(path: Path, pcm: np.ndarray) -> None:
 
 __all__ = [
     "ENGINES", "PICO_LANGUAGES", "RESERVED_ENGINES", "engine_available", "check_engine_name", "require_engines",
-    "parse_engine_mix", "set_synth_cache", "default_cache_dir", "cache_key", "synthesize", "pico_settings",
+    "parse_engine_mix", "set_synth_cache", "apply_synth_options", "default_cache_dir", "cache_key", "synthesize", "pico_settings",
 ]
+
+
+def apply_synth_options(args) -> None:
+    """For ``speechkit synth`` and the quickstarts: check ``args.engines`` (installed, not reserved)
+    and switch the cache on (``args.cache`` or :func:`default_cache_dir`) or off (``args.no_cache``)."""
+    require_engines(parse_engine_mix(getattr(args, "engines", None)))
+    if getattr(args, "no_cache", False):
+        set_synth_cache(None)
+    else:
+        set_synth_cache(getattr(args, "cache", None) or default_cache_dir())

@@ -675,7 +675,7 @@ def _add_synth_arguments(p) -> None:
 
 
 def _synth_from_args(args) -> int:
-    from speechkit.cli.synth_cmd import apply_synth_options
+    from speechkit.data.synth.engines import apply_synth_options
 
     apply_synth_options(args)
     summary = synth_speech_commands(

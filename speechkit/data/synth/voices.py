@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,13 @@ HELDOUT_ACCENTS: tuple[str, ...] = ("en-gb-scotland", "en-029")
 HELDOUT_VARIANTS: tuple[str, ...] = KLATT_VARIANTS + (
     "whisper", "whisperf", "iven2", "iven3", "iven4", "steph", "steph2", "steph3",
 )  # fmt: skip
+#: Engine names accepted in :attr:`Voice.engine`, ``sample_speakers(engines=...)`` and
+#: ``speechkit synth --engines``.
+ENGINES: tuple[str, ...] = ("espeak", "pico")
+#: pico's languages (one recorded speaker each).
+PICO_LANGUAGES: tuple[str, ...] = ("en-US", "en-GB")
+#: Reserved for evaluation kept out of the project: never a training engine.
+RESERVED_ENGINES = ("flite", "festival")
 #: Names accepted by :func:`voice_pool` and ``sample_speakers(pool=...)``.
 VOICE_POOLS: tuple[str, ...] = ("all", "train", "heldout")
 
@@ -227,8 +235,6 @@ def sample_speakers(
         raise ValueError(f"need at least one accent (voice pool {pool!r})")
     if not variants:
         raise ValueError(f"need at least one voice variant (voice pool {pool!r})")
-    from speechkit.data.synth.engines import PICO_LANGUAGES, parse_engine_mix
-
     engine_cards = parse_engine_mix(engines)
     if pool == "heldout" and set(engine_cards) != {"espeak"}:
         raise SpeechkitError(
@@ -277,6 +283,51 @@ def sample_speakers(
         seen_ids.add(voice.speaker_id)
         voices.append(voice)
     return voices
+
+
+def check_engine_name(name: str) -> str:
+    """``name`` if it is a known engine.
+
+    Raises:
+        SpeechkitError: unknown engine, or one reserved for evaluation (flite, festival).
+    """
+    if name in RESERVED_ENGINES:
+        raise SpeechkitError(
+            f"{name} is reserved for evaluation kept out of the project: speechkit neither trains nor tunes on it"
+        )
+    if name not in ENGINES:
+        raise SpeechkitError(f"unknown speech engine {name!r}; expected one of {', '.join(ENGINES)}")
+    return name
+
+
+def parse_engine_mix(spec: str | Sequence[str] | None) -> list[str]:
+    """An engine deck from ``"espeak"``, ``"espeak,pico"``, ``"espeak:3,pico:1"`` or a list.
+
+    Returns:
+        Engine names repeated by weight, e.g. ``["espeak", "espeak", "espeak", "pico"]``:
+        speakers are dealt engines from this deck (:func:`speechkit.data.synth.voices.sample_speakers`).
+
+    Raises:
+        SpeechkitError: an unknown or reserved engine, a weight that is not a positive integer,
+            or nothing at all.
+    """
+    if spec is None:
+        return ["espeak"]
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+    deck: list[str] = []
+    for item in filter(None, items):
+        name, _, weight = item.partition(":")
+        check_engine_name(name.strip())
+        try:
+            count = int(weight) if weight else 1
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise SpeechkitError(f"engine weight must be a positive integer, got {item!r} (e.g. 'espeak:3,pico:1')")
+        deck += [name.strip()] * count
+    if not deck:
+        raise SpeechkitError(f"no speech engine in {spec!r}; expected e.g. 'espeak' or 'espeak:3,pico:1'")
+    return deck
 
 
 class _Deck:
