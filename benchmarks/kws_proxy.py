@@ -8,6 +8,8 @@ held-out microphones (``speechkit.data.synth.effects``, room pool ``"heldout"``)
 
 * clip accuracy on a held-out-family corpus in the Speech Commands layout (every keyword clip
   and every other-word clip, the latter scored as ``_unknown_``);
+* clip accuracy on another engine's voices (SVOX Pico, ``proxy_pico/``): a held-out engine when
+  ``--engines`` leaves pico out of training (the default, espeak-ng only);
 * stream recall and false alarms per hour on a held-out-family keyword stream, after
   calibrating per-keyword thresholds (<= 0.5 FA/h) on held-out-family keyword-free speech,
   as the quickstart does (``speechkit calibrate`` + ``speechkit eval-stream``).
@@ -21,6 +23,7 @@ Usage::
 
     python benchmarks/kws_proxy.py --out runs/kws_proxy [--speakers 400] [--epochs 15]
         [--proxy-speakers 40] [--rows none,pitch,all] [--extra-recipe recipes/.../config.yaml]
+        [--engines espeak:3,pico:1]
 
 Writes ``<out>/proxy_table.json`` and ``<out>/proxy_table.md`` and prints the markdown table.
 """
@@ -54,14 +57,15 @@ def build_data(args: argparse.Namespace, out: Path) -> dict:
     from speechkit.quickstart.kws import unknown_material
 
     timings = {}
-    corpus, manifests = out / "train_corpus", out / "train_manifests"
+    tag = engine_tag(args.engines)
+    corpus, manifests = out / f"train_corpus{tag}", out / f"train_manifests{tag}"
     if not (manifests / "labels.json").is_file():
         start = time.time()
         if not corpus.is_dir():
             synth_speech_commands(
                 corpus, words=list(KEYWORDS), num_speakers=args.speakers, seed=args.seed,
                 unknown_words=unknown_material(KEYWORDS, args.seed), clips_per_word=args.clips_per_word,
-                jobs=args.jobs, progress=True, voice_pool="train", room_pool="train",
+                jobs=args.jobs, progress=True, voice_pool="train", room_pool="train", engines=args.engines,
             )  # fmt: skip
         prepare_speech_commands(corpus, manifests, keywords=list(KEYWORDS), seed=args.seed, unknown_ratio=2.0)
         timings["train_data_s"] = round(time.time() - start, 1)
@@ -76,6 +80,17 @@ def build_data(args: argparse.Namespace, out: Path) -> dict:
             progress=True, voice_pool="heldout", room_pool="heldout",
         )  # fmt: skip
         timings["proxy_corpus_s"] = round(time.time() - start, 1)
+    # Another engine's voices: SVOX Pico (two recorded speakers, many rates, pitches and speed
+    # factors), in held-out rooms. A held-out engine only when --engines leaves pico out.
+    pico_proxy = out / "proxy_pico"
+    if not pico_proxy.is_dir():
+        start = time.time()
+        synth_speech_commands(
+            pico_proxy, words=list(KEYWORDS), num_speakers=args.proxy_speakers, seed=args.seed + 2003, clips_per_word=1,
+            validation_percent=0.0, testing_percent=0.0, background_seconds=0.0, jobs=args.jobs,
+            progress=True, room_pool="heldout", engines="pico",
+        )  # fmt: skip
+        timings["pico_proxy_s"] = round(time.time() - start, 1)
     stream_wav, events, negatives = out / "proxy_stream.wav", out / "proxy_stream_events.json", out / "proxy_negatives.wav"
     if not (stream_wav.is_file() and events.is_file() and negatives.is_file()):
         start = time.time()
@@ -91,8 +106,13 @@ def build_data(args: argparse.Namespace, out: Path) -> dict:
         )
         write_stream(stream, stream_wav, events)
         timings["proxy_streams_s"] = round(time.time() - start, 1)
-    return {"manifests": manifests, "proxy": proxy, "stream": stream_wav, "events": events,
+    return {"manifests": manifests, "proxy": proxy, "pico_proxy": pico_proxy, "stream": stream_wav, "events": events,
             "negatives": negatives, "timings": timings}  # fmt: skip
+
+
+def engine_tag(engines: str) -> str:
+    """Folder suffix of a training-engine mix: '' for espeak-ng only (the original layout)."""
+    return "" if engines == "espeak" else "_" + engines.replace(",", "+").replace(":", "x")
 
 
 def clip_accuracy(onnx_path: Path, proxy: Path) -> dict:
@@ -133,6 +153,7 @@ def train_row(name: str, args: argparse.Namespace, data: dict, out: Path, recipe
     from speechkit.runtime.calibrate import calibrate
     from speechkit.runtime.eval_stream import evaluate_stream
 
+    name = f"{name}{engine_tag(args.engines)}"
     row_dir = out / "rows" / name
     result_path = row_dir / "result.json"
     if result_path.is_file():
@@ -159,8 +180,11 @@ def train_row(name: str, args: argparse.Namespace, data: dict, out: Path, recipe
     onnx_path = row_dir / "kws.onnx"
     subprocess.run([sys.executable, "-m", "speechkit.cli.main", "export", str(ckpts[-1]), str(onnx_path)],
                    check=True, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    result = {"row": name, "augmentations": augs, "recipe": str(recipe), "fit_s": round(fit_s, 1)}
+    result = {"row": name, "augmentations": augs, "recipe": str(recipe), "fit_s": round(fit_s, 1),
+              "engines": args.engines}
     result.update(clip_accuracy(onnx_path, data["proxy"]))
+    pico = clip_accuracy(onnx_path, data["pico_proxy"])
+    result.update({"pico_clip_acc": pico["clip_acc"], "pico_keyword_clip_acc": pico["keyword_clip_acc"]})
     calib = calibrate(onnx_path, data["negatives"], fa_per_hour=0.5)
     scores = evaluate_stream(onnx_path, data["stream"], data["events"])
     result.update({
@@ -175,14 +199,16 @@ def train_row(name: str, args: argparse.Namespace, data: dict, out: Path, recipe
 
 def markdown(results: list[dict]) -> str:
     lines = [
-        "| row | augmentations | proxy clip acc | proxy keyword-clip acc | stream recall | stream FA/h | fit s |",
-        "|---|---|---|---|---|---|---|",
+        "| row | training engines | augmentations | proxy clip acc | proxy keyword-clip acc | pico clip acc | "
+        "stream recall | stream FA/h | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         augs = ", ".join(r["augmentations"]) or "-"
+        pico = f"{r['pico_clip_acc']:.2%}" if "pico_clip_acc" in r else "-"
         lines.append(
-            f"| {r['row']} | {augs} | {r['clip_acc']:.2%} | {r['keyword_clip_acc']:.2%} | "
-            f"{r['stream_recall']:.2f} | {r['stream_fa_per_hour']:.1f} | {r['fit_s']:.0f} |"
+            f"| {r['row']} | {r.get('engines', 'espeak')} | {augs} | {r['clip_acc']:.2%} | {r['keyword_clip_acc']:.2%} | "
+            f"{pico} | {r['stream_recall']:.2f} | {r['stream_fa_per_hour']:.1f} | {r['fit_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -202,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-recipe", type=Path, default=None, help="also train this recipe (row 'extra')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="synthesis worker processes")
+    p.add_argument("--engines", default="espeak",
+                   help="speech engines of the training corpus (espeak, or a mix such as espeak:3,pico:1); "
+                        "rows are named with a suffix for mixes. 'pico clip acc' is a held-out-engine figure "
+                        "only when pico is not among them")
     args = p.parse_args(argv)
 
     out = args.out
@@ -226,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(sys.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "scale": {k: getattr(args, k) for k in ("speakers", "clips_per_word", "proxy_speakers", "stream_keywords",
-                                                 "negative_sentences", "epochs", "augment_p", "seed")},  # fmt: skip
+                                                 "negative_sentences", "epochs", "augment_p", "seed", "engines")},  # fmt: skip
         "data_timings_s": data["timings"],
         "wall_s": round(time.time() - started, 1),
         "rows": results,

@@ -66,15 +66,24 @@ class QuickstartOptions:
     calibration_minutes: float = 20.0
     #: Recipe (relative to the shipped recipes) that the model is trained with.
     recipe: str = "synthetic/kws/stream_windows.yaml"
+    #: Speech engines the training speakers are dealt from (speechkit.data.synth.engines): espeak-ng
+    #: voice families plus SVOX Pico's two recorded speakers, many times over through rate, pitch
+    #: and speed factor. The held-out stream and clips stay espeak-ng families never trained on.
+    engines: str = "espeak:3,pico:1"
+    #: Cache synthesized utterances here (None: ~/.cache/speechkit/synth); see --no-synth-cache.
+    synth_cache: Path | None = None
+    no_synth_cache: bool = False
     timings: dict = field(default_factory=dict)
 
 
 def run(opts: QuickstartOptions) -> dict:
     """Run the quickstart; return the summary dict (also written to ``summary.json``)."""
+    from speechkit.data.synth.engines import apply_synth_options
     from speechkit.fileio import write_json_atomic
 
-    run_dir = new_run_dir(opts.out, "quickstart")
     started = time.time()
+    apply_synth_options(_SynthArgs(opts.engines, opts.synth_cache, opts.no_synth_cache))
+    run_dir = new_run_dir(opts.out, "quickstart")
     _say(f"run folder: {run_dir}")
     manifests, negative_speech = _data(opts, run_dir)
     cli = _fit(opts, run_dir, manifests, negative_speech)
@@ -112,12 +121,12 @@ def _data(opts: QuickstartOptions, run_dir: Path) -> tuple[Path, Path]:
             corpus, words=list(opts.keywords), num_speakers=opts.speakers,
             unknown_words=unknown_material(opts.keywords, opts.seed),
             clips_per_word=opts.clips_per_word, seed=opts.seed, jobs=2, progress=True, voice_pool="train",
-            room_pool="train", unknown_words_per_speaker=12,
+            room_pool="train", unknown_words_per_speaker=12, engines=opts.engines,
         )
         _say(f"synthesizing {opts.negative_minutes:g} min of keyword-free running speech (training voices) ...")
         negative_speech = run_dir / "negative_speech"
         synth_running_speech(
-            negative_speech, opts.keywords, sample_speakers(60, seed=opts.seed + 101, pool="train"),
+            negative_speech, opts.keywords, sample_speakers(60, seed=opts.seed + 101, pool="train", engines=opts.engines),
             minutes=opts.negative_minutes, seed=opts.seed + 101, jobs=2,
         )
     with timed(opts.timings, "prepare"):
@@ -154,6 +163,13 @@ def unknown_material(keywords, seed: int, num_phrases: int = 30) -> list[str]:
             phrases.add(" ".join(tokens[start : start + 2]))
     keyword_set = {k.lower() for k in keywords}
     return list(dict.fromkeys(w for w in words + sorted(phrases) if w.lower() not in keyword_set))
+
+
+@dataclass
+class _SynthArgs:
+    engines: str
+    cache: Path | None
+    no_cache: bool
 
 
 def _threads() -> None:
@@ -229,7 +245,7 @@ def _hard_negative_round(opts: QuickstartOptions, run_dir: Path, cli, ckpt: Path
         exported = _export(run_dir, ckpt, clip=False)
         speech = run_dir / "hard_negatives" / f"speech-{round_k}.wav"
         speech.parent.mkdir(parents=True, exist_ok=True)
-        voices = sample_speakers(40, seed=opts.seed + 1000 * round_k, pool="train")
+        voices = sample_speakers(40, seed=opts.seed + 1000 * round_k, pool="train", engines=opts.engines)
         sentences = max(10, int(opts.hard_negative_minutes * 60 / 3.0))
         _say(f"hard negatives, round {round_k}: {opts.hard_negative_minutes:g} min of keyword-free speech ...")
         save_audio(speech, synth_negative_stream(
@@ -291,7 +307,7 @@ def _stream_eval(opts: QuickstartOptions, run_dir: Path, model_path: Path) -> di
     from speechkit.runtime.eval_stream import evaluate_stream
 
     # Calibration: training voice families and rooms, but speakers and sentences not trained on.
-    calib_voices = sample_speakers(40, seed=opts.seed + 4242, pool="train")
+    calib_voices = sample_speakers(40, seed=opts.seed + 4242, pool="train", engines=opts.engines)
     _say(f"synthesizing {opts.calibration_minutes:g} min of keyword-free speech for threshold calibration ...")
     negatives = run_dir / "negatives.wav"
     save_audio(negatives, synth_negative_stream(
@@ -417,6 +433,12 @@ def add_arguments(p) -> None:
                    help="rounds of mining the detector's false alarms on keyword-free speech and training on them (default 1)")
     p.add_argument("--hard-negative-minutes", type=float, default=None,
                    help="minutes of keyword-free speech scanned per hard-negative round (default 20)")
+    p.add_argument("--engines", default=None,
+                   help="speech engines of the training voices: espeak, pico, or a weighted mix "
+                        "(default espeak:3,pico:1); the test stream stays held-out espeak-ng families")
+    p.add_argument("--synth-cache", default=None, metavar="DIR",
+                   help="cache synthesized speech here (default ~/.cache/speechkit/synth)")
+    p.add_argument("--no-synth-cache", action="store_true", help="synthesize everything, cache nothing")
     p.add_argument("--calibration-minutes", type=float, default=None,
                    help="minutes of keyword-free speech the thresholds are calibrated on (default 20)")
 
@@ -437,6 +459,11 @@ def main(args) -> int:
         opts.epochs = args.epochs
     if getattr(args, "recipe", None):
         opts.recipe = args.recipe
+    if getattr(args, "engines", None):
+        opts.engines = args.engines
+    if getattr(args, "synth_cache", None):
+        opts.synth_cache = Path(args.synth_cache)
+    opts.no_synth_cache = bool(getattr(args, "no_synth_cache", False))
     for name in ("stream_keywords", "negative_minutes", "hard_negative_rounds", "hard_negative_minutes",
                  "calibration_minutes"):
         value = getattr(args, name, None)
