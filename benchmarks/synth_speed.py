@@ -1,8 +1,9 @@
-"""Speed of synthetic speech: the espeak-ng engine, single clips, and a whole corpus.
+"""Speed of synthetic speech: each engine (espeak-ng, SVOX Pico), the cache, single clips, and a whole corpus.
 
     OMP_NUM_THREADS=1 python benchmarks/synth_speed.py [--speakers 20] [--jobs 1]
 
-Prints words/s and x real time for the engine alone, 1-s Speech Commands clips with noise
+Prints words/s and x real time for each engine alone (and reading the same utterances back from
+the content-hash cache), 1-s Speech Commands clips with noise
 (babble and pink) and reverberation (no file I/O), and ``synth_speech_commands`` end to end (WAV
 files included). (Formerly also printed by ``tests/unit/test_synth.py::test_synthesis_speed``,
 a test that could not fail; the measurement lives here now.)
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from speechkit.data.synth import effects
+from speechkit.data.synth.engines import engine_available, set_synth_cache
+from speechkit.data.synth.engines import synthesize as synthesize_any
 from speechkit.data.synth.espeak import get_engine, synthesize
 from speechkit.data.synth.speech_commands import ALL_WORDS, render_clip, synth_speech_commands
 from speechkit.data.synth.text import load_sentences
@@ -55,6 +58,19 @@ def main() -> None:
         100,
         lambda i: synthesize(sentences[i], voices[i % 50], 16000, seed=i).size / 16000,
     )
+    if engine_available("pico"):
+        pico = sample_speakers(20, seed=0, engines="pico")
+        rate("pico engine, one word, 16 kHz", 200,
+             lambda i: synthesize_any(words[i % 35], pico[i % 20], 16000).size / 16000)  # fmt: skip
+        rate("pico engine, one sentence, 16 kHz", 50,
+             lambda i: synthesize_any(sentences[i], pico[i % 20], 16000).size / 16000)  # fmt: skip
+    with tempfile.TemporaryDirectory() as cache:
+        set_synth_cache(cache)
+        for i in range(100):  # fill
+            synthesize_any(sentences[i], voices[i % 50], 16000, seed=i)
+        rate("cache hit, one sentence (either engine)", 100,
+             lambda i: synthesize_any(sentences[i], voices[i % 50], 16000, seed=i).size / 16000)  # fmt: skip
+        set_synth_cache(None)
     rng = np.random.default_rng(0)
     for noise, snr_db in (("babble", 15.0), ("pink", 20.0)):
         env = effects.Environment(noise, snr_db, 0.5, -6.0)

@@ -15,6 +15,17 @@ Speed perturbation (training only) plays each utterance at 0.9, 1.0 or 1.1 times
 one factor drawn per utterance per epoch, through lhotse's ``perturb_speed`` (resampling, so
 pitch changes too, as in Kaldi's and icefall's recipes). Unlike icefall, which triples the
 training set with two perturbed copies, an epoch here has the original size.
+
+Voice, room and channel augmentation (training only, issue 12): ``augmentations`` names from
+:data:`speechkit.data.augment.AUGMENTATIONS` (``formant``, ``pitch``, ``babble``, ``reverb``,
+``eq``, ``bandlimit``, ``codec``), each applied with probability ``augment_p`` per utterance
+by :class:`speechkit.data.augment.WaveformAugment` (the same code as the KWS data module);
+``babble`` mixes in other training utterances (:class:`speechkit.data.datamodules.CutBabble`
+over the first ``babble_utterances`` training cuts). Background noise at ``U(noise_snr_db)`` dB
+SNR, with probability ``noise_prob``, from the recordings of ``noise_manifests`` (none by
+default: the synthetic corpora have no noise recordings). Every draw comes from one generator
+per worker seeded from ``seed`` and torch's per-worker seed, so ``seed_everything`` repeats the
+audio exactly. Validation and test audio is never augmented.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from speechkit.data.datamodules import load_cut_audio
+from speechkit.data.augment import WaveformAugment
+from speechkit.data.datamodules import CutBabble, load_cut_audio
 from speechkit.data.manifests import read_cuts
 from speechkit.errors import CorpusError
 from speechkit.text.normalize import normalize_text
@@ -67,18 +79,21 @@ class AsrDataset(Dataset):
         tokenizer: :class:`speechkit.text.Tokenizer` (normalises and encodes transcripts).
         sample_rate: output rate (Hz).
         speed_factors: factors drawn uniformly per utterance; ``(1.0,)`` for none.
-        seed: mixed into the per-worker generator of the speed factors.
+        seed: mixed into the per-worker generator of the speed factors and augmentation.
+        augment: voice/room/channel augmentation and background noise (training); ``None``: none.
 
     Raises:
         SpeechkitError: a transcript the normalisation cannot map (names the cut).
         AudioError: unreadable audio (names the file).
     """
 
-    def __init__(self, tokenizer, sample_rate: int = 16000, speed_factors: Sequence[float] = (1.0,), seed: int = 0) -> None:
+    def __init__(self, tokenizer, sample_rate: int = 16000, speed_factors: Sequence[float] = (1.0,), seed: int = 0,
+                 augment: WaveformAugment | None = None) -> None:
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.speed_factors = tuple(speed_factors)
         self.seed = seed
+        self.augment = augment
         self._rng: np.random.Generator | None = None
         self._rng_key: tuple | None = None
 
@@ -89,7 +104,11 @@ class AsrDataset(Dataset):
             if factor != 1.0:
                 cut = cut.perturb_speed(factor)
             text = normalize_text(cut_text(cut), cut.id)
-            audios.append(load_cut_audio(cut, self.sample_rate))
+            audio = load_cut_audio(cut, self.sample_rate)
+            if self.augment is not None:
+                rng = self.rng()
+                audio = self.augment.add_noise_and_shift(self.augment.perturb(audio, rng), rng)
+            audios.append(audio)
             tokens.append(self.tokenizer.encode(text, cut.id))
             texts.append(text)
             ids.append(cut.id)
@@ -98,14 +117,18 @@ class AsrDataset(Dataset):
     def _speed_factor(self) -> float:
         if len(self.speed_factors) <= 1:
             return self.speed_factors[0] if self.speed_factors else 1.0
-        # One generator per worker process, reseeded each epoch: the loader draws a new
-        # torch.initial_seed() per worker and epoch from the seeded global generator.
+        return float(self.rng().choice(self.speed_factors))
+
+    def rng(self) -> np.random.Generator:
+        """This worker's generator (speed factors and augmentation), reseeded each epoch: the
+        loader draws a new ``torch.initial_seed()`` per worker and epoch from the seeded global
+        generator; in the main process (``num_workers=0``) it follows ``torch.manual_seed``."""
         worker = torch.utils.data.get_worker_info()
         key = (os.getpid(), worker.id if worker is not None else -1, torch.initial_seed())
         if self._rng is None or self._rng_key != key:
             self._rng_key = key
             self._rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**32, _dist_info()[1]])
-        return float(self._rng.choice(self.speed_factors))
+        return self._rng
 
 
 def pad_waveforms(audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,10 +209,19 @@ class AsrDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes (audio decoding).
         min_seconds, max_seconds: training/validation utterances outside this range are
             skipped (as icefall's recipes do); test utterances are all kept.
-        seed: sampler shuffling and speed-factor seed.
+        seed: sampler shuffling, speed-factor and augmentation seed.
+        augmentations: voice/room/channel augmentations of the training utterances, names from
+            :data:`speechkit.data.augment.AUGMENTATIONS`; ``None`` or ``[]``: none.
+        augment_p: probability of each of ``augmentations`` per utterance.
+        babble_utterances: the ``babble`` talkers are drawn from this many training cuts (the
+            first ones of the manifests, read once).
+        noise_manifests: cuts manifests of background-noise recordings; ``None``: no noise.
+        noise_snr_db: ``(low, high)`` dB: the SNR of the added noise, drawn uniformly.
+        noise_prob: probability that a training utterance gets noise.
 
     Raises:
         ModelFileError: the tokenizer file is missing or not a speechkit tokenizer.
+        CorpusError: an unknown augmentation name, or ``augment_p`` outside [0, 1].
     """
 
     def __init__(
@@ -206,10 +238,22 @@ class AsrDataModule(L.LightningDataModule):
         min_seconds: float = 0.5,
         max_seconds: float = 30.0,
         seed: int = 0,
+        augmentations: list[str] | None = None,
+        augment_p: float = 0.5,
+        babble_utterances: int = 2000,
+        noise_manifests: list[str] | None = None,
+        noise_snr_db: tuple[float, float] = (5.0, 25.0),
+        noise_prob: float = 0.5,
     ) -> None:
         super().__init__()
+        from speechkit.data.augment import AUGMENTATIONS
         from speechkit.text import Tokenizer
 
+        unknown = [a for a in augmentations or () if a not in AUGMENTATIONS]
+        if unknown:
+            raise CorpusError(f"unknown augmentation(s) {unknown}; expected names from {list(AUGMENTATIONS)}")
+        if not 0.0 <= augment_p <= 1.0 or not 0.0 <= noise_prob <= 1.0:
+            raise CorpusError(f"augment_p ({augment_p}) and noise_prob ({noise_prob}) must be in [0, 1]")
         self.save_hyperparameters()
         self.tokenizer = Tokenizer(tokenizer_path)
         self.speed_factors = SPEED_FACTORS if speed_perturb else (1.0,)
@@ -264,11 +308,37 @@ class AsrDataModule(L.LightningDataModule):
             cuts = cuts.filter(_CutFilter(self.tokenizer, min_seconds=hp.min_seconds, max_seconds=hp.max_seconds,
                                           max_speed=max(speed_factors)))
         sampler = self._sampler(cuts, shuffle)
+        augment = None
         if split == "train":
             sampler = _SizedSampler(sampler, self._count_batches(self._sampler(cuts, shuffle), split))
-        dataset = AsrDataset(self.tokenizer, sample_rate=self.sample_rate, speed_factors=speed_factors, seed=hp.seed)
+            augment = self.train_augment()
+        dataset = AsrDataset(self.tokenizer, sample_rate=self.sample_rate, speed_factors=speed_factors, seed=hp.seed,
+                             augment=augment)
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=hp.num_workers,
                           persistent_workers=False)
+
+    def train_augment(self) -> WaveformAugment | None:
+        """The training augmentation (``None`` when no augmentation and no noise is asked for).
+
+        Speed perturbation stays with lhotse (``speed_perturb``); this adds the named
+        augmentations and background noise at a random SNR, with no time shift (an utterance's
+        words must stay inside it).
+        """
+        hp = self.hparams
+        augmentations = tuple(hp.augmentations or ())
+        noises = []
+        for path in hp.noise_manifests or ():
+            noises += [load_cut_audio(cut, self.sample_rate) for cut in read_cuts(path, hint="a cuts manifest of noise recordings")]
+        if not augmentations and not noises:
+            return None
+        babble_source = None
+        if "babble" in augmentations:
+            babble_source = CutBabble(self.cuts("train").subset(first=hp.babble_utterances), self.sample_rate)
+        return WaveformAugment(
+            sample_rate=self.sample_rate, noises=noises, noise_prob=hp.noise_prob if noises else 0.0,
+            snr_db=tuple(hp.noise_snr_db), time_shift_ms=0.0, augmentations=augmentations, augment_p=hp.augment_p,
+            babble_source=babble_source,
+        )
 
     def _sampler(self, cuts, shuffle: bool):
         from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler

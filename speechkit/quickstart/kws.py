@@ -115,7 +115,7 @@ def _data(opts: QuickstartOptions, run_dir: Path) -> tuple[Path, Path]:
 
     corpus, manifests = run_dir / "corpus", run_dir / "manifests"
     with timed(opts.timings, "synth"):
-        _say(f"synthesizing {opts.speakers} espeak-ng speakers (training voice families) x "
+        _say(f"synthesizing {opts.speakers} speakers ({opts.engines}; training voice families) x "
              f"{len(opts.keywords)} keywords + unknown and near-miss words ...")
         synth_speech_commands(
             corpus, words=list(opts.keywords), num_speakers=opts.speakers,
