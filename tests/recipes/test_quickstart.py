@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,10 @@ def test_quickstart_custom_wake_word_end_to_end(tmp_path, capsys):
     labels = json.loads((out / "manifests" / "labels.json").read_text())
     assert set(labels) == {"_silence_", "_unknown_", "hey_computer", "stop"}
     assert (out / "corpus" / "hey_computer").is_dir()
+    # training voices come from both engines (espeak:3,pico:1), and the synthesis went through the cache
+    info = json.loads((out / "corpus" / "synth_info.json").read_text())
+    assert info["engines"] == ["espeak", "pico"] and any(s["voice"]["engine"] == "pico" for s in info["speakers"])
+    assert any(Path(os.environ["SPEECHKIT_SYNTH_CACHE"]).rglob("*.npy"))
     events = json.loads((out / "stream_events.json").read_text())
     assert len(events) == 4 and {e["keyword"] for e in events} <= {"hey_computer", "stop"}
     found = summary["stream_recall"] * len(events)  # recall counts whole keywords of the stream
