@@ -2,13 +2,14 @@
 
 A command recogniser (smart home, timers, weather, media, calls, shopping lists, numbers and
 times; about 650 words) learned from scratch on synthetic speech in minutes on a laptop CPU
-(``--engines``: espeak-ng voices, SVOX Pico's recorded speakers, or a weighted mix), then decoded
+(``--engines``: espeak-ng voices (the default), SVOX Pico's recorded speakers, or a weighted mix
+such as ``espeak:3,pico:1``), then decoded
 on held-out synthetic speakers at full context and at 640 ms and 320 ms chunks, and at 320 ms on
 a second engine's test set (the cross-engine proxy, below).
 
 Cross-engine proxy. The test set ``test-other`` is spoken by SVOX Pico speakers (speaker
 settings never used in training). When the training engines leave pico out (``--engines
-espeak``), it measures an engine never heard; when they include pico (the default mix), it is
+espeak``, the default), it measures an engine never heard; when they include pico, it is
 reported as "pico (seen engine, unseen speakers)": a weaker claim, said so in the summary.
 ``benchmarks/asr_proxy.py`` trains without each engine in turn for the true held-out-engine
 figure.
@@ -90,7 +91,10 @@ class AsrQuickstartOptions:
     vocab_size: int = 64
     seed: int = 0
     jobs: int = 2
-    engines: str = "espeak:3,pico:1"
+    #: espeak-ng only by default: in the one small ablation run (benchmarks/asr_proxy.py, README)
+    #: the espeak:3,pico:1 mix had not begun to learn (held-out WER 0.998) when espeak-only had
+    #: (0.915), so the mix is not yet shown to keep learning intact; ``--engines espeak:3,pico:1``.
+    engines: str = "espeak"
     cross_speakers: int = 12
     synth_cache: Path | None = None
     no_synth_cache: bool = False
@@ -432,8 +436,8 @@ def _say(text: str) -> None:
 QUICKSTART = Subcommand(
     "asr", "synthesize speech, train, decode and ship a streaming command recognizer",
     lambda parser: None, main,
-    description="Synthesize a LibriSpeech-style corpus of spoken commands (--engines: espeak-ng and SVOX Pico "
-    "voices), train a CTC conformer, decode held-out espeak-ng voices at full context and in chunks and a "
+    description="Synthesize a LibriSpeech-style corpus of spoken commands (--engines: espeak-ng voices, the "
+    "default for asr, or a mix with SVOX Pico such as espeak:3,pico:1), train a CTC conformer, decode held-out espeak-ng voices at full context and in chunks and a "
     "pico test set at 320 ms, export a streaming ONNX model and run the live demo.",
     order=20,
 )
