@@ -126,7 +126,7 @@ class AsrKdTask(AsrCtcTask):
         from speechkit.tasks import load_task
 
         teacher = load_task(path, expected=("asr-ctc",))
-        mine, theirs = (getattr(f, "kaldi_options", lambda: None)() for f in (self.frontend, teacher.frontend))
+        mine, theirs = (_feature_definition(f) for f in (self.frontend, teacher.frontend))
         if mine != theirs:
             raise SpeechkitError(f"{path}: the teacher's front-end {theirs} differs from the student's {mine}")
         if self.distill.token_weight > 0 and teacher.ctc_head.vocab_size != vocab_size:
@@ -208,6 +208,14 @@ class AsrKdTask(AsrCtcTask):
                    "apc": cfg.apc_weight}
         total = sum((weights[k] * v for k, v in terms.items()), log_probs.new_zeros(()))
         return total, {f"{k}_loss": v.detach() for k, v in terms.items()}
+
+
+def _feature_definition(frontend: nn.Module) -> dict | None:
+    """The front-end's Kaldi options without ``dither`` (training noise, not what the features are)."""
+    options = getattr(frontend, "kaldi_options", lambda: None)()
+    if options is not None:
+        options = {**options, "frame_opts": {k: v for k, v in options["frame_opts"].items() if k != "dither"}}
+    return options
 
 
 def write_student_checkpoint(kd_checkpoint: str | Path, out: str | Path) -> Path:

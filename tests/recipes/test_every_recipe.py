@@ -233,6 +233,22 @@ class TinyData:
         return path
 
 
+    def teacher(self, run: tuple[Path, ...], values: dict[str, Any]) -> Path:
+        """A checkpoint of the run's own model trained one step without distillation (same front-end,
+        tokenizer and data as the student): what a KD recipe's ``teacher_checkpoint`` needs."""
+        key = "teacher:" + "|".join(str(p) for p in run)
+        if key not in self.built:
+            out = self.root / f"teacher_{len(self.built)}"
+            plain = {**values, "trainer.default_root_dir": str(out), "model.init_args.teacher_checkpoint": "",
+                     "model.init_args.distill.layers": "none", "model.init_args.distill.token_weight": 0.0,
+                     "model.init_args.distill.apc_weight": 0.0}
+            cli = run_lightning_cli([a for p in run for a in ("--config", str(p))] + _argv(plain), run=False)
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            cli.trainer.save_checkpoint(out / "teacher.ckpt")
+            self.built[key] = out / "teacher.ckpt"
+        return self.built[key]
+
+
 @pytest.fixture(scope="session")
 def tiny_data(request, tmp_path_factory) -> TinyData:
     return TinyData(request, tmp_path_factory.mktemp("recipe_data"))
@@ -359,6 +375,11 @@ def test_recipe_instantiates_and_runs_one_batch(run, tiny_data, tmp_path):
     values = overrides(expected, tiny_data, tmp_path)
     for key, value in values.items():
         _set(expected, key, value)
+
+    teacher = ((expected.get("model") or {}).get("init_args") or {}).get("teacher_checkpoint")
+    if teacher:  # a distillation recipe: a tiny teacher trained one step from the same chain stands in
+        values["model.init_args.teacher_checkpoint"] = str(tiny_data.teacher(run, values))
+        _set(expected, "model.init_args.teacher_checkpoint", values["model.init_args.teacher_checkpoint"])
 
     cli = run_lightning_cli([a for p in run for a in ("--config", str(p))] + _argv(values), run=False)
 
