@@ -241,7 +241,10 @@ def write_student_checkpoint(kd_checkpoint: str | Path, out: str | Path) -> Path
     student = {k: v for k, v in ckpt.items() if k not in ("optimizer_states", "lr_schedulers", "loops", "callbacks")}
     student["hyper_parameters"] = hparams
     student["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith(BRANCH_PREFIX)}
+    from speechkit.fileio import atomic_path
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(student, out)
+    with atomic_path(out) as tmp:  # a crash leaves no half-written checkpoint
+        torch.save(student, tmp)
     return out

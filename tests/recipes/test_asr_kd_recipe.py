@@ -100,7 +100,14 @@ def test_kd_recipe_fits_loads_and_exports_a_plain_streaming_student(tmp_path):
     kd_task = load_task(kd_ckpt, expected=("asr-ctc",))
     assert isinstance(kd_task, AsrKdTask) and kd_task.kd_branches is not None
 
-    student_ckpt = write_student_checkpoint(kd_ckpt, tmp_path / "student.ckpt")
+    from speechkit.cli.main import main
+
+    # the CLI tool (`speechkit kd-student`); a checkpoint that is not a KD one gets a one-line error
+    assert main(["kd-student", str(kd_ckpt), str(tmp_path / "student.ckpt")]) == 0
+    student_ckpt = tmp_path / "student.ckpt"
+    assert main(["kd-student", str(student_ckpt), str(tmp_path / "again.ckpt")]) == 2
+    assert not (tmp_path / "again.ckpt").exists()
+    assert write_student_checkpoint(kd_ckpt, tmp_path / "student2.ckpt").is_file()
     student = load_task(student_ckpt, expected=("asr-ctc",))
     assert type(student) is AsrCtcTask
     assert set(student.state_dict()) == {k for k in kd_task.state_dict() if not k.startswith("kd_branches.")}
