@@ -434,8 +434,9 @@ def add_arguments(p) -> None:
     p.add_argument("--hard-negative-minutes", type=float, default=None,
                    help="minutes of keyword-free speech scanned per hard-negative round (default 20)")
     p.add_argument("--engines", default=None,
-                   help="speech engines of the training voices: espeak, pico, or a weighted mix "
-                        "(default espeak:3,pico:1); the test stream stays held-out espeak-ng families")
+                   help="speech engines of the training voices: espeak, pico, or a weighted mix (default: "
+                        "espeak:3,pico:1 for kws, espeak for asr); the KWS test stream stays held-out espeak-ng "
+                        "families, the ASR quickstart adds a pico test set")
     p.add_argument("--synth-cache", default=None, metavar="DIR",
                    help="cache synthesized speech here (default ~/.cache/speechkit/synth)")
     p.add_argument("--no-synth-cache", action="store_true", help="synthesize everything, cache nothing")
