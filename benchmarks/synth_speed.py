@@ -1,4 +1,4 @@
-"""Speed of synthetic speech: each engine (espeak-ng, SVOX Pico), the cache, single clips, and a whole corpus.
+"""Speed of synthetic speech: each engine (espeak-ng, SVOX Pico, Piper), the cache, single clips, and a whole corpus.
 
     OMP_NUM_THREADS=1 python benchmarks/synth_speed.py [--speakers 20] [--jobs 1]
 
@@ -64,6 +64,11 @@ def main() -> None:
              lambda i: synthesize_any(words[i % 35], pico[i % 20], 16000).size / 16000)  # fmt: skip
         rate("pico engine, one sentence, 16 kHz", 50,
              lambda i: synthesize_any(sentences[i], pico[i % 20], 16000).size / 16000)  # fmt: skip
+    if engine_available("piper"):
+        piper = sample_speakers(10, seed=0, engines="piper")
+        synthesize_any("warm up", piper[0], 16000)  # loads the voice (~0.3 s) outside the timing
+        rate("piper engine (neural), one sentence, 16 kHz", 10,
+             lambda i: synthesize_any(sentences[i], piper[i % 10], 16000).size / 16000)  # fmt: skip
     with tempfile.TemporaryDirectory() as cache:
         set_synth_cache(cache)
         for i in range(100):  # fill
