@@ -117,3 +117,28 @@ class KillAtBatch(Callback):
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def gliding_tone(seconds: float, seed: int, base_hz: float = 200.0, swing_hz: float = 50.0, sr: int = SR) -> np.ndarray:
+    """A speech-like stand-in: a tone gliding around ``base_hz`` (+- ``swing_hz``) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    freq = base_hz + swing_hz * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t)
+    return (0.3 * np.sin(2 * np.pi * np.cumsum(freq) / sr) + rng.normal(0, 0.01, t.size)).astype(np.float32)
+
+
+def write_transcribed_cuts(folder: Path, name: str, texts: list[str], seconds: list[float], signal=gliding_tone) -> Path:
+    """``<folder>/cuts_<name>.jsonl.gz``: one 16-bit wav per text (``signal(seconds, index)``), transcript as
+    the supervision text, speakers ``spk0``/``spk1`` alternating. Returns the manifest path."""
+    from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+
+    from speechkit.data.manifests import write_cuts
+
+    cuts = []
+    for i, (text, sec) in enumerate(zip(texts, seconds)):
+        wav = folder / f"{name}-{i}.wav"
+        sf.write(wav, signal(sec, i), SR, subtype="PCM_16")
+        rec = Recording.from_file(wav, recording_id=f"{name}-{i}")
+        sup = SupervisionSegment(f"{name}-{i}", rec.id, 0.0, rec.duration, text=text, speaker=f"spk{i % 2}")
+        cuts.append(MonoCut(f"{name}-{i}", 0.0, rec.duration, 0, recording=rec, supervisions=[sup]))
+    return write_cuts(CutSet.from_cuts(cuts), folder / f"cuts_{name}.jsonl.gz")

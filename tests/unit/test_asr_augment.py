@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+from fakes import gliding_tone, write_transcribed_cuts
 
 from speechkit.data.asr_datamodule import AsrDataModule
-from speechkit.data.manifests import write_cuts
 from speechkit.errors import CorpusError
 from speechkit.text import train_tokenizer
 
@@ -21,21 +19,11 @@ TEXTS = ["TURN ON THE LIGHT", "TURN OFF THE RADIO", "CALL MOM", "STOP THE TIMER"
 
 
 def _speech(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    freq = 180 + 60 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t)
-    return (0.3 * np.sin(2 * np.pi * np.cumsum(freq) / SR) + rng.normal(0, 0.01, t.size)).astype(np.float32)
+    return gliding_tone(seconds, seed, base_hz=180.0, swing_hz=60.0)
 
 
 def _write_cuts(folder: Path, name: str, texts: list[str], seconds: list[float], signal=_speech) -> Path:
-    cuts = []
-    for i, (text, sec) in enumerate(zip(texts, seconds)):
-        wav = folder / f"{name}-{i}.wav"
-        sf.write(wav, signal(sec, i), SR, subtype="PCM_16")
-        rec = Recording.from_file(wav, recording_id=f"{name}-{i}")
-        sup = SupervisionSegment(f"{name}-{i}", rec.id, 0.0, rec.duration, text=text, speaker=f"spk{i % 2}")
-        cuts.append(MonoCut(f"{name}-{i}", 0.0, rec.duration, 0, recording=rec, supervisions=[sup]))
-    return write_cuts(CutSet.from_cuts(cuts), folder / f"cuts_{name}.jsonl.gz")
+    return write_transcribed_cuts(folder, name, texts, seconds, signal)
 
 
 @pytest.fixture(scope="module")

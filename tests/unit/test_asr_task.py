@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+from fakes import gliding_tone, write_transcribed_cuts
+from lhotse import CutSet
 
 from speechkit.cli.lightning_cli import run_lightning_cli
 from speechkit.cli.main import main
 from speechkit.data.asr_datamodule import AsrDataModule, encoder_frames
-from speechkit.data.manifests import write_cuts
 from speechkit.errors import AudioError, ModelFileError, SpeechkitError
 from speechkit.inference.asr import (
     DecodeOptions,
@@ -43,22 +43,11 @@ TINY_ENCODER = [
 ]
 
 
-def _tone_speech(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    freq = 200 + 50 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t)
-    return (0.3 * np.sin(2 * np.pi * np.cumsum(freq) / SR) + rng.normal(0, 0.01, t.size)).astype(np.float32)
+_tone_speech = gliding_tone
 
 
 def _write_cuts(folder: Path, name: str, texts: list[str], seconds: list[float]) -> Path:
-    cuts = []
-    for i, (text, sec) in enumerate(zip(texts, seconds)):
-        wav = folder / f"{name}-{i}.wav"
-        sf.write(wav, _tone_speech(sec, i), SR, subtype="PCM_16")
-        rec = Recording.from_file(wav, recording_id=f"{name}-{i}")
-        sup = SupervisionSegment(f"{name}-{i}", rec.id, 0.0, rec.duration, text=text, speaker=f"spk{i % 2}")
-        cuts.append(MonoCut(f"{name}-{i}", 0.0, rec.duration, 0, recording=rec, supervisions=[sup]))
-    return write_cuts(CutSet.from_cuts(cuts), folder / f"cuts_{name}.jsonl.gz")
+    return write_transcribed_cuts(folder, name, texts, seconds)
 
 
 @pytest.fixture(scope="module")
