@@ -75,22 +75,14 @@ def build_data(args: argparse.Namespace, out: Path) -> dict:
         start = time.time()
         # Every proxy speaker's clips are scored, so no split is needed (all go to "train").
         # Unknown material: the other 25 Speech Commands words (scored as ``_unknown_``).
-        synth_speech_commands(
-            proxy, words=list(KEYWORDS), num_speakers=args.proxy_speakers, seed=args.seed + 1009, clips_per_word=1,
-            validation_percent=0.0, testing_percent=0.0, background_seconds=0.0, jobs=args.jobs,
-            progress=True, voice_pool="heldout", room_pool="heldout",
-        )  # fmt: skip
+        _proxy_corpus(args, proxy, args.seed + 1009, voice_pool="heldout")
         timings["proxy_corpus_s"] = round(time.time() - start, 1)
     # Another engine's voices: SVOX Pico (two recorded speakers, many rates, pitches and speed
     # factors), in held-out rooms. A held-out engine only when --engines leaves pico out.
     pico_proxy = out / "proxy_pico"
     if not pico_proxy.is_dir():
         start = time.time()
-        synth_speech_commands(
-            pico_proxy, words=list(KEYWORDS), num_speakers=args.proxy_speakers, seed=args.seed + 2003, clips_per_word=1,
-            validation_percent=0.0, testing_percent=0.0, background_seconds=0.0, jobs=args.jobs,
-            progress=True, room_pool="heldout", engines="pico",
-        )  # fmt: skip
+        _proxy_corpus(args, pico_proxy, args.seed + 2003, engines="pico")
         timings["pico_proxy_s"] = round(time.time() - start, 1)
     stream_wav, events, negatives = out / "proxy_stream.wav", out / "proxy_stream_events.json", out / "proxy_negatives.wav"
     if not (stream_wav.is_file() and events.is_file() and negatives.is_file()):
@@ -111,14 +103,22 @@ def build_data(args: argparse.Namespace, out: Path) -> dict:
     piper_proxy = out / "proxy_piper"
     if not piper_proxy.is_dir():
         start = time.time()
-        synth_speech_commands(
-            piper_proxy, words=list(KEYWORDS), num_speakers=args.proxy_speakers, seed=args.seed + 3001, clips_per_word=1,
-            validation_percent=0.0, testing_percent=0.0, background_seconds=0.0, jobs=args.jobs,
-            progress=True, room_pool="heldout", engines="piper",
-        )  # fmt: skip
+        _proxy_corpus(args, piper_proxy, args.seed + 3001, engines="piper")
         timings["piper_proxy_s"] = round(time.time() - start, 1)
     return {"manifests": manifests, "proxy": proxy, "pico_proxy": pico_proxy, "piper_proxy": piper_proxy, "stream": stream_wav, "events": events,
             "negatives": negatives, "timings": timings}  # fmt: skip
+
+
+def _proxy_corpus(args: argparse.Namespace, folder: Path, seed: int, **voices) -> None:
+    """One scored proxy corpus in held-out rooms and microphones: every speaker's clips (no split),
+    ``voices`` = ``voice_pool=`` and/or ``engines=`` of ``synth_speech_commands``."""
+    from speechkit.data.synth.speech_commands import synth_speech_commands
+
+    synth_speech_commands(
+        folder, words=list(KEYWORDS), num_speakers=args.proxy_speakers, seed=seed, clips_per_word=1,
+        validation_percent=0.0, testing_percent=0.0, background_seconds=0.0, jobs=args.jobs,
+        progress=True, room_pool="heldout", **voices,
+    )  # fmt: skip
 
 
 def engine_tag(engines: str) -> str:
