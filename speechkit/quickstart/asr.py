@@ -42,7 +42,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 from speechkit.plugins import Subcommand
 from speechkit.quickstart import new_run_dir, recipe_path, timed
@@ -112,12 +111,11 @@ def cross_engine_label(engines: str) -> str:
 
 def run(opts: AsrQuickstartOptions) -> dict:
     """Run the quickstart; return the summary dict (also written to ``summary.json``)."""
-    from speechkit.data.synth.engines import apply_synth_options
+    from speechkit.data.synth.engines import configure_synthesis
     from speechkit.fileio import write_json_atomic
 
     # Checks the engines first (installed, not reserved for evaluation) and sets up the cache.
-    apply_synth_options(SimpleNamespace(engines=f"{opts.engines},{CROSS_ENGINE},espeak", cache=opts.synth_cache,
-                                        no_cache=opts.no_synth_cache))
+    configure_synthesis(f"{opts.engines},{CROSS_ENGINE},espeak", opts.synth_cache, use_cache=not opts.no_synth_cache)
     run_dir = new_run_dir(opts.out, "quickstart-asr")
     started = time.time()
     _say(f"run folder: {run_dir}")

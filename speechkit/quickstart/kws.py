@@ -78,11 +78,11 @@ class QuickstartOptions:
 
 def run(opts: QuickstartOptions) -> dict:
     """Run the quickstart; return the summary dict (also written to ``summary.json``)."""
-    from speechkit.data.synth.engines import apply_synth_options
+    from speechkit.data.synth.engines import configure_synthesis
     from speechkit.fileio import write_json_atomic
 
     started = time.time()
-    apply_synth_options(_SynthArgs(opts.engines, opts.synth_cache, opts.no_synth_cache))
+    configure_synthesis(opts.engines, opts.synth_cache, use_cache=not opts.no_synth_cache)
     run_dir = new_run_dir(opts.out, "quickstart")
     _say(f"run folder: {run_dir}")
     manifests, negative_speech = _data(opts, run_dir)
@@ -163,13 +163,6 @@ def unknown_material(keywords, seed: int, num_phrases: int = 30) -> list[str]:
             phrases.add(" ".join(tokens[start : start + 2]))
     keyword_set = {k.lower() for k in keywords}
     return list(dict.fromkeys(w for w in words + sorted(phrases) if w.lower() not in keyword_set))
-
-
-@dataclass
-class _SynthArgs:
-    engines: str
-    cache: Path | None
-    no_cache: bool
 
 
 def _threads() -> None:

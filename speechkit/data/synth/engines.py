@@ -85,7 +85,8 @@ INSTALL_HINTS = {
 }
 ENV_CACHE = "SPEECHKIT_SYNTH_CACHE"
 _CACHE_VERSION = 1
-_PICO_LOCK = threading.Lock()
+#: One synthesis at a time per process for pico and piper (their engines are not shared across threads).
+_ENGINE_LOCK = threading.Lock()
 
 
 def engine_available(name: str) -> bool:
@@ -194,14 +195,16 @@ def _piper(text: str, voice: Voice, sample_rate: int) -> np.ndarray:
     package = PIPER_VOICES.get(voice.language)
     if package is None:
         raise SpeechkitError(f"unknown piper voice {voice.language!r}; expected one of {', '.join(PIPER_VOICES)}")
-    require_engines(["piper"])
-    from piper import PiperVoice, SynthesisConfig
-
-    with _PICO_LOCK:
+    with _ENGINE_LOCK:
         model = _PIPER.get(voice.language)
-        if model is None:
+        if model is None:  # once per voice and process: check the packages, load the model
+            require_engines(["piper"])
             files = importlib.import_module(package)
+            from piper import PiperVoice
+
             model = _PIPER[voice.language] = PiperVoice.load(files.model_path(), config_path=files.config_path())
+        from piper import SynthesisConfig
+
         config = SynthesisConfig(length_scale=175.0 / max(voice.rate_wpm, 1), noise_scale=0.0, noise_w_scale=0.0,
                                  normalize_audio=False)
         chunks = [c.audio_float_array for c in model.synthesize(text, config)] if text.strip() else []
@@ -233,7 +236,7 @@ def _pico(text: str, voice: Voice, sample_rate: int) -> np.ndarray:
     except ImportError as exc:
         raise SpeechkitError(f"the pico engine needs ttspico: {INSTALL_HINTS['pico']}") from exc
     settings = pico_settings(voice)
-    with _PICO_LOCK:  # a fresh engine per utterance: the same text and voice give the same samples
+    with _ENGINE_LOCK:  # a fresh engine per utterance: the same text and voice give the same samples
         engine = ttspico.TtsEngine(settings["language"])
         engine.rate = settings["rate"]
         engine.pitch = settings["pitch"]
@@ -266,15 +269,22 @@ def _write_cached(path: Path, pcm: np.ndarray) -> None:
 
 __all__ = [
     "ENGINES", "PICO_LANGUAGES", "RESERVED_ENGINES", "engine_available", "check_engine_name", "require_engines",
-    "parse_engine_mix", "set_synth_cache", "apply_synth_options", "default_cache_dir", "cache_key", "synthesize", "pico_settings",
+    "parse_engine_mix", "set_synth_cache", "configure_synthesis", "apply_synth_options", "default_cache_dir", "cache_key", "synthesize", "pico_settings",
 ]
 
 
+def configure_synthesis(engines: str | Sequence[str] | None, cache: str | os.PathLike | None = None,
+                        use_cache: bool = True) -> Path | None:
+    """For ``speechkit synth`` and the quickstarts: check ``engines`` (installed, not reserved) and
+    switch the cache on (``cache`` or :func:`default_cache_dir`) or off (``use_cache=False``).
+
+    Returns:
+        The cache folder, or None.
+    """
+    require_engines(parse_engine_mix(engines))
+    return set_synth_cache((cache or default_cache_dir()) if use_cache else None)
+
+
 def apply_synth_options(args) -> None:
-    """For ``speechkit synth`` and the quickstarts: check ``args.engines`` (installed, not reserved)
-    and switch the cache on (``args.cache`` or :func:`default_cache_dir`) or off (``args.no_cache``)."""
-    require_engines(parse_engine_mix(getattr(args, "engines", None)))
-    if getattr(args, "no_cache", False):
-        set_synth_cache(None)
-    else:
-        set_synth_cache(getattr(args, "cache", None) or default_cache_dir())
+    """:func:`configure_synthesis` from ``speechkit synth``'s ``--engines``, ``--cache``, ``--no-cache``."""
+    configure_synthesis(getattr(args, "engines", None), getattr(args, "cache", None), not getattr(args, "no_cache", False))
