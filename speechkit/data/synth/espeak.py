@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from speechkit.data.synth.voices import Voice
+from speechkit.decoding import WordTime
 from speechkit.errors import SpeechkitError
 
 # speak_lib.h constants
@@ -47,6 +48,7 @@ _POS_CHARACTER = 1
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
 _EE_OK = 0
 _BUFFER_MS = 200  # size of the blocks handed to the callback
+_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1  # espeak_EVENT_TYPE
 
 #: Static variables of wavegen.c and klatt.c that carry state from one utterance to the next
 #: (see module docstring), restored to their start-up values before each utterance so that
@@ -90,6 +92,16 @@ _CALLBACK_TYPE = ctypes.CFUNCTYPE(
 )
 
 
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` of speak_lib.h (the ``id`` union is 8 bytes: int, pointer or char[8])."""
+
+    _fields_ = [
+        ("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8),
+    ]  # fmt: skip
+
+
 class EspeakEngine:
     """The process-wide espeak-ng instance. Use :func:`get_engine`, not the constructor."""
 
@@ -98,6 +110,7 @@ class EspeakEngine:
 
         self._lock = threading.RLock()
         self._chunks: list[np.ndarray] = []
+        self._words: list[tuple[int, int]] = []
         self.library_path = espeakng_loader.get_library_path()
         self.data_path = espeakng_loader.get_data_path()
         try:
@@ -136,7 +149,8 @@ class EspeakEngine:
         pitch_range: int = 50,
         volume: int = 100,
         seed: int = 0,
-    ) -> np.ndarray:
+        return_words: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, list[tuple[int, int]]]:
         """Synthesize ``text`` at the native rate.
 
         Args:
@@ -145,10 +159,13 @@ class EspeakEngine:
             rate_wpm: words per minute, clipped to espeak-ng's 80-450.
             pitch: base pitch 0-99. pitch_range: 0-99. volume: 0-200.
             seed: seed of espeak-ng's random generator (breath noise, jitter).
+            return_words: also return espeak-ng's word events (the audio is the same).
 
         Returns:
             int16 array (T,) at :attr:`native_rate`; empty or a few ms of silence for text with
-            nothing to say.
+            nothing to say. With ``return_words``, ``(audio, events)``: for each word event
+            ``(text position, sample)``, the 0-based character offset in ``text`` espeak-ng
+            reports for the word and the native-rate sample where its sound starts.
 
         Raises:
             SpeechkitError: espeak-ng has no voice ``voice_name``.
@@ -172,20 +189,29 @@ class EspeakEngine:
             lib.espeak_SetParameter(_VOLUME, int(np.clip(volume, 0, 200)), 0)
             if self._has_rand_seed:
                 lib.espeak_ng_SetRandSeed(ctypes.c_long(int(seed) & 0x7FFFFFFF))
-            self._chunks = []
+            self._chunks, self._words = [], []
             status = lib.espeak_Synth(
                 encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
             )
             lib.espeak_Synchronize()
             chunks, self._chunks = self._chunks, []
+            words, self._words = self._words, []
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}")
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        return (audio, words) if return_words else audio
 
     def _on_audio(self, wav, num_samples, events) -> int:
         # Called by espeak-ng, inside espeak_Synth, with blocks of int16 samples.
         if num_samples > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        if events:  # an array ended by a LIST_TERMINATED event; text_position is 1-based
+            event = ctypes.cast(events, ctypes.POINTER(_Event))
+            i = 0
+            while event[i].type != _EVENT_LIST_TERMINATED:
+                if event[i].type == _EVENT_WORD:
+                    self._words.append((event[i].text_position - 1, event[i].sample))
+                i += 1
         return 0  # 0: continue synthesis
 
     def _self_check(self) -> bool:
@@ -337,6 +363,77 @@ def synthesize(text: str, voice: Voice, sample_rate: int = 16000, seed: int = 0)
         return audio
     source_rate = round(engine.native_rate * voice.speed_factor)
     return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0)
+
+
+def synthesize_with_words(
+    text: str, voice: Voice, sample_rate: int = 16000, seed: int = 0
+) -> tuple[np.ndarray, list[WordTime]]:
+    """:func:`synthesize`, plus when each word of ``text`` is spoken (espeak-ng's word events).
+
+    The audio is the same samples :func:`synthesize` returns. A word starts at the sample where
+    espeak-ng reports its word event (the start of its first phoneme, after any pause before it)
+    and ends where the next word starts, or, when silence comes first (a pause at a comma, the
+    end of the text), at the end of its last 10 ms of sound (louder than 60 dB below the
+    loudest 10 ms). Words are the whitespace-separated tokens of ``text``; a token espeak-ng
+    does not speak (punctuation alone) is left out. espeak-ng reads some short function words
+    together with the word before them and reports one event for both ("for the", "the the"):
+    such groups are left out too (their joint span is known, where one word ends is not), so
+    ``words`` is the subsequence of the tokens whose times are exact. Times are in seconds of the returned audio (the
+    ``speed_factor`` resampling included). Only espeak-ng reports word events: pico and piper
+    voices have none.
+
+    Returns:
+        ``(audio, words)``: float32 (T,) at ``sample_rate`` and one
+        :class:`~speechkit.decoding.WordTime` per spoken token of ``text``, in order.
+
+    Example:
+        >>> from speechkit.data.synth.voices import Voice
+        >>> audio, words = synthesize_with_words("left right", Voice("en-us"), seed=1)
+        >>> [w.word for w in words], 0 <= words[0].start_s < words[1].start_s < audio.size / 16000
+        (['left', 'right'], True)
+    """
+    from speechkit.audio import resample
+
+    engine = get_engine()
+    native, events = engine.synthesize_native(
+        text, voice.espeak_name, voice.rate_wpm, voice.pitch, voice.pitch_range, voice.volume, seed, return_words=True
+    )
+    source_rate = round(engine.native_rate * voice.speed_factor)
+    words = [
+        WordTime(w, start / source_rate, end / source_rate) for w, start, end in _word_samples(text, events, native)
+    ]
+    audio = native.astype(np.float32) / 32768.0
+    if audio.size == 0:
+        return audio, words
+    return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0), words
+
+
+def _word_samples(text: str, events: list[tuple[int, int]], native: np.ndarray) -> list[tuple[str, int, int]]:
+    """``(token, start sample, end sample)`` per token of ``text`` with a word event (module rate)."""
+    tokens = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    starts: dict[int, int] = {}
+    for position, sample in events:
+        # espeak-ng's position can land on the space before a word (after a sentence end):
+        # the event belongs to the first token that ends after it.
+        k = next((i for i, (_, end, _) in enumerate(tokens) if end > position), None)
+        if k is not None and k not in starts:
+            starts[k] = sample
+    ordered = sorted(starts.items())
+    frame = max(1, round(get_engine().native_rate / 100))
+    pcm = native.astype(np.float64)
+    num_frames = -(-pcm.size // frame)
+    energy = np.array([np.mean(pcm[i * frame : (i + 1) * frame] ** 2) for i in range(num_frames)])
+    loud = energy > (energy.max(initial=0.0) * 1e-6)  # -60 dB
+    out = []
+    for i, (k, start) in enumerate(ordered):
+        next_token = ordered[i + 1][0] if i + 1 < len(ordered) else len(tokens)
+        if any(re.search(r"\w", tokens[j][2]) for j in range(k + 1, next_token)):
+            continue  # a word spoken with this one under one event ("for the"): their split is unknown
+        limit = ordered[i + 1][1] if i + 1 < len(ordered) else pcm.size
+        frames = np.nonzero(loud[start // frame : -(-limit // frame)])[0]
+        end = min(limit, (start // frame + int(frames[-1]) + 1) * frame) if frames.size else limit
+        out.append((tokens[k][2], start, max(end, start + 1)))
+    return out
 
 
 def phonemes(text: str, voice: str = "en-us") -> str:

@@ -8,6 +8,8 @@ preparation code, e.g. lhotse's ``prepare_librispeech``, reads both)::
     dev-clean/...   test-clean/...       one folder per subset; speakers never shared
     SPEAKERS.TXT  CHAPTERS.TXT  README.TXT   metadata in LibriSpeech's formats
     synth_info.json                        voices, rooms and settings used
+    alignments/<subset>/<speaker>/<chapter>/<utt>.TextGrid   with ``word_times``: the true word
+                                           times (espeak-ng's word events), MFA layout
 
 Speaker and chapter IDs are integers, as in LibriSpeech. A ``.trans.txt`` line is
 ``<utterance id> <TRANSCRIPT>``, the transcript in upper case with apostrophes, numbers as
@@ -37,11 +39,15 @@ from speechkit.data.synth.speech_commands import (
 )
 from speechkit.data.synth.text import TEXT_SOURCES, get_text_source
 from speechkit.data.synth.voices import Voice, sample_speakers
+from speechkit.data.word_alignments import textgrid_path, write_textgrid
+from speechkit.decoding import WordTime
 from speechkit.errors import SpeechkitError
 from speechkit.fileio import write_json_atomic, write_text_atomic
 from speechkit.plugins import Subcommand
 
 SAMPLE_RATE = 16000
+#: Folder (in the corpus root) of the TextGrids ``word_times`` writes.
+ALIGNMENTS_DIR = "alignments"
 #: Subset names of LibriSpeech and Mini LibriSpeech (what lhotse looks for).
 LIBRISPEECH_SUBSETS: tuple[str, ...] = (
     "train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other",
@@ -61,6 +67,7 @@ def synth_librispeech(
     progress: bool = False,
     voice_pool: str = "all",
     engines: str | Sequence[str] | None = None,
+    word_times: bool = False,
 ) -> dict:
     """Write a synthetic LibriSpeech corpus to ``out_dir`` (layout in the module docstring).
 
@@ -80,11 +87,16 @@ def synth_librispeech(
             (:func:`speechkit.data.synth.voices.voice_pool`).
         engines: speech engines the speakers are dealt from (``"espeak"``, ``"pico"``,
             ``"espeak:3,pico:1"``; :func:`speechkit.data.synth.voices.sample_speakers`).
+        word_times: also write each utterance's true word times (espeak-ng's word events,
+            shifted by the leading silence the utterance gets) as ``alignments/<subset>/
+            <speaker>/<chapter>/<utt>.TextGrid`` (MFA layout). Only espeak-ng reports word
+            events: utterances of pico and piper speakers get no TextGrid. The audio is the same.
 
     Returns:
         summary: ``out_dir``, ``subsets`` (name -> {"speakers", "utterances", "seconds_audio"}),
         ``num_utterances``, ``audio_seconds``, ``text``, ``deterministic``, ``seconds`` (wall
-        time), ``realtime_factor`` (audio seconds per second).
+        time), ``realtime_factor`` (audio seconds per second), ``word_time_utterances``
+        (utterances with a TextGrid; 0 without ``word_times``).
 
     Raises:
         SpeechkitError: unknown subset or text source, bad counts, or ``out_dir`` not empty.
@@ -113,6 +125,9 @@ def synth_librispeech(
 
     require_engines(parse_engine_mix(engines))
     voices = sample_speakers(total, seed, pool=voice_pool, engines=engines)
+    if word_times and not any(v.engine == "espeak" for v in voices):
+        raise SpeechkitError("word times come from espeak-ng's word events; pico and piper report none, and no "
+                             "speaker here is an espeak-ng voice")
     ids_rng = clip_rng(seed, "ids")
     # Integer IDs like LibriSpeech's (speakers 19..9026, chapters up to 6 digits), all distinct.
     speaker_numbers = ids_rng.choice(np.arange(10, 10000), size=total, replace=False)
@@ -131,7 +146,7 @@ def synth_librispeech(
 
     with staged_output_dir(out_dir) as staging:
         render_jobs = [
-            _SpeakerJob(str(staging), seed, text, utterances_per_speaker, speaker)
+            _SpeakerJob(str(staging), seed, text, utterances_per_speaker, speaker, word_times)
             for speaker in speakers
         ]
         durations = run_jobs(_render_speaker, render_jobs, jobs, "speakers" if progress else None)
@@ -181,6 +196,7 @@ def synth_librispeech(
         "deterministic": get_engine().deterministic,
         "seconds": round(seconds, 3),
         "realtime_factor": round(audio_seconds / seconds, 1) if seconds > 0 else None,
+        "word_time_utterances": sum(len(d) for s, d in zip(speakers, durations) if word_times and s.voice.engine == "espeak"),
     }
 
 
@@ -200,6 +216,7 @@ class _SpeakerJob:
     text: str
     utterances: int
     speaker: _Speaker
+    word_times: bool = False
 
 
 def _environment(seed: int, speaker: _Speaker) -> effects.Environment:
@@ -208,20 +225,24 @@ def _environment(seed: int, speaker: _Speaker) -> effects.Environment:
 
 
 def render_utterance(
-    text: str, voice: Voice, environment: effects.Environment, rng: np.random.Generator
-) -> np.ndarray:
+    text: str, voice: Voice, environment: effects.Environment, rng: np.random.Generator, word_times: bool = False
+) -> np.ndarray | tuple[np.ndarray, list[WordTime]]:
     """One read utterance: ``text`` with 0.1-0.4 s of room tone before and after.
 
     Args:
         text: transcript (LibriSpeech style); spoken in lower case so that espeak-ng reads
             words, not upper-case abbreviations.
         voice: the reader. environment: the reader's room. rng: the utterance's generator.
+        word_times: also return the true word times (espeak-ng voices only); the audio is the same.
 
     Returns:
-        float32 (T,) in [-1, 1] at 16 kHz.
+        float32 (T,) in [-1, 1] at 16 kHz; with ``word_times``, ``(audio, words)``, the words'
+        times in seconds of that audio (the trimmed leading silence and the added room tone
+        accounted for; the room's impulse response starts with its direct path, so it adds no delay).
     """
     take = voice.with_jitter(rng, amount=0.5)
-    speech = synthesize(text.lower(), take, SAMPLE_RATE, seed=int(rng.integers(2**31)))
+    seed = int(rng.integers(2**31))
+    speech = synthesize(text.lower(), take, SAMPLE_RATE, seed=seed)
     start, end = effects.speech_bounds(speech, SAMPLE_RATE, threshold_db=-45.0)
     speech = speech[start:end]
     if speech.size == 0:
@@ -231,7 +252,22 @@ def render_utterance(
     audio = np.concatenate([np.zeros(before, np.float32), speech, np.zeros(after, np.float32)])
     floor = effects.colored_noise(audio.size, rng, 1.0)
     audio = effects.add_noise(audio, floor, float(rng.uniform(50.0, 65.0)), signal_rms=speech_rms)
-    return effects.apply_environment(audio, environment, rng, SAMPLE_RATE, speech_rms=speech_rms)
+    audio = effects.apply_environment(audio, environment, rng, SAMPLE_RATE, speech_rms=speech_rms)
+    if not word_times:
+        return audio
+    return audio, _true_word_times(text, take, seed, (before - start) / SAMPLE_RATE, before, before + end - start)
+
+
+def _true_word_times(text: str, take: Voice, seed: int, shift_s: float, first: int, last: int) -> list[WordTime]:
+    """espeak-ng's word times of ``text`` moved by ``shift_s`` and clipped to samples ``[first, last)``."""
+    from speechkit.data.synth.espeak import synthesize_with_words
+
+    if take.engine != "espeak":
+        raise SpeechkitError(f"word times come from espeak-ng's word events; {take.engine} reports none")
+    _, words = synthesize_with_words(text.lower(), take, SAMPLE_RATE, seed)  # same (text, voice, seed): same audio
+    lo, hi = first / SAMPLE_RATE, last / SAMPLE_RATE
+    moved = [WordTime(w.word, min(max(w.start_s + shift_s, lo), hi), min(max(w.end_s + shift_s, lo), hi)) for w in words]
+    return [w for w in moved if w.end_s > w.start_s]
 
 
 def _render_speaker(job: _SpeakerJob) -> dict[str, float]:
@@ -253,7 +289,12 @@ def _render_speaker(job: _SpeakerJob) -> dict[str, float]:
                 1 if job.text == "commands" else int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
             )
             transcript = " ".join(source.sample(rng) for _ in range(sentences))
-            audio = render_utterance(transcript, speaker.voice, environment, rng)
+            if job.word_times and speaker.voice.engine == "espeak":
+                audio, words = render_utterance(transcript, speaker.voice, environment, rng, word_times=True)
+                grid = textgrid_path(Path(job.root) / ALIGNMENTS_DIR, utt_id, speaker.subset)
+                write_textgrid(grid, words, audio.size / SAMPLE_RATE)
+            else:
+                audio = render_utterance(transcript, speaker.voice, environment, rng)
             write_audio_file(folder / f"{utt_id}.flac", audio, SAMPLE_RATE)
             lines.append(f"{utt_id} {transcript}\n")
             durations[utt_id] = audio.size / SAMPLE_RATE
@@ -343,6 +384,12 @@ def _add_synth_arguments(p) -> None:
         help="espeak-ng voices: all, the training families, or the held-out accents and variant "
         "families (default: %(default)s)",
     )  # fmt: skip
+    p.add_argument(
+        "--word-times", action="store_true",
+        help="also write the true word times (espeak-ng's word events) as alignments/<subset>/<speaker>/"
+        "<chapter>/<utt>.TextGrid (Montreal Forced Aligner layout); espeak-ng voices only: pico and piper "
+        "report no word events, so their utterances get none",
+    )  # fmt: skip
 
 
 def _synth_from_args(args) -> int:
@@ -362,6 +409,7 @@ def _synth_from_args(args) -> int:
         progress=True,
         voice_pool=args.voice_pool,
         engines=args.engines,
+        word_times=args.word_times,
     )
     print(
         f"wrote {summary['num_utterances']} utterances ({summary['audio_seconds'] / 60:.1f} min) "
@@ -376,6 +424,11 @@ def _synth_from_args(args) -> int:
         f"  {summary['seconds']:.1f} s, {summary['realtime_factor']}x real time"
         + reproducibility_note(summary["deterministic"])
     )
+    if args.word_times:
+        skipped = summary["num_utterances"] - summary["word_time_utterances"]
+        note = f"; {skipped} utterances of pico/piper speakers have none (no word events)" if skipped else ""
+        print(f"  true word times: {summary['word_time_utterances']} TextGrids in "
+              f"{Path(summary['out_dir']) / ALIGNMENTS_DIR}{note}")
     return 0
 
 
