@@ -172,8 +172,9 @@ def test_existing_subcommands_keep_their_order():
 
     parser = build_parser()
     assert subcommand_names(parser, "demo")[:2] == ["kws", "asr"]
-    assert subcommand_names(parser, "prepare") == ["speech-commands", "librispeech", "tau2020-mobile"]
-    assert subcommand_names(parser, "synth") == ["speech-commands", "librispeech"]
+    # families added later list after these (their declared order is higher)
+    assert subcommand_names(parser, "prepare")[:3] == ["speech-commands", "librispeech", "tau2020-mobile"]
+    assert subcommand_names(parser, "synth")[:2] == ["speech-commands", "librispeech"]
     args = parser.parse_args(["quickstart"])
     assert args.job == "kws" and args.keywords is None and args.seed == 0
 
