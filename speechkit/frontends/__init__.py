@@ -31,6 +31,7 @@ _LAZY = {
     "LogMel": "spectral",
     "MFCC": "spectral",
     "Fbank": "fbank",
+    "AstFbank": "fbank",
     "SpecAugment": "specaugment",
     "SpeechEmbedding": "speech_embedding",
     "fbank_options_dict": "kaldi_options",
@@ -38,7 +39,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "MFCC", "Fbank", "LogMel", "SpecAugment", "SpeechEmbedding", "fbank_options_dict", "knf_options_from_dict",
+    "MFCC", "AstFbank", "Fbank", "LogMel", "SpecAugment", "SpeechEmbedding", "fbank_options_dict", "knf_options_from_dict",
 ]
 
 

@@ -48,7 +48,8 @@ def kaldi_mel(freq_hz: Tensor) -> Tensor:
 
 
 def kaldi_mel_banks(
-    num_bins: int, padded_window: int, sample_rate: float, low_freq: float, high_freq: float
+    num_bins: int, padded_window: int, sample_rate: float, low_freq: float, high_freq: float,
+    allow_empty: bool = False,
 ) -> Tensor:
     """Kaldi's triangular mel filters (``MelBanks``, no VTLN), applied to a power spectrum.
 
@@ -61,6 +62,8 @@ def kaldi_mel_banks(
         sample_rate: Hz.
         low_freq: lower edge in Hz.
         high_freq: upper edge in Hz; <= 0 means ``sample_rate / 2 + high_freq``.
+        allow_empty: keep filters with no FFT bin (all-zero; torchaudio's ``kaldi.fbank``
+            allows them, e.g. AST's 128 bins on a 512-point FFT) instead of raising.
 
     Returns:
         (padded_window // 2 + 1, num_bins) float64.
@@ -89,7 +92,7 @@ def kaldi_mel_banks(
     falling = (right - fft_mel) / (right - center)
     inside = (fft_mel > left) & (fft_mel < right)
     weights = torch.where(inside, torch.where(fft_mel <= center, rising, falling), 0.0)
-    if bool((weights.sum(0) == 0).any()):
+    if not allow_empty and bool((weights.sum(0) == 0).any()):
         raise ValueError(
             f"a mel filter has no FFT bin: num_mel_bins={num_bins} is too large for a "
             f"{padded_window}-point FFT between {low_freq} and {top} Hz"
@@ -164,6 +167,9 @@ class Fbank(nn.Module):
         ((2, 98, 80), [98, 0])
     """
 
+    #: Keep mel filters that cover no FFT bin (see :func:`kaldi_mel_banks`); :class:`AstFbank` does.
+    allow_empty_filters = False
+
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -210,7 +216,8 @@ class Fbank(nn.Module):
         self.register_buffer(
             "window", kaldi_window(window_type, self.win_length).float(), persistent=False
         )
-        banks = kaldi_mel_banks(num_mel_bins, self.fft_length, sample_rate, low_freq, high_freq)
+        banks = kaldi_mel_banks(num_mel_bins, self.fft_length, sample_rate, low_freq, high_freq,
+                                allow_empty=self.allow_empty_filters)
         self.register_buffer("mel_banks", banks.float(), persistent=False)
 
     def config(self) -> dict[str, Any]:
@@ -289,3 +296,54 @@ class Fbank(nn.Module):
         feats = torch.log(torch.clamp(torch.matmul(power, self.mel_banks), min=FLOAT32_EPS))
         feat_lens = self._num_frames(audio_lens)
         return mask_after(feats, feat_lens, math.log(FLOAT32_EPS)), feat_lens
+
+
+class AstFbank(Fbank):
+    """Kaldi fbank with the Audio Spectrogram Transformer's normalisation (Gong et al. 2021).
+
+    AST (and Patch-Mix CL, Bae et al. 2023) feed torchaudio's ``kaldi.fbank`` with a Hanning
+    window, no dither, no energy, 25 ms / 10 ms frames, then ``(x - norm_mean) / (2 * norm_std)``
+    with the AudioSet statistics (-4.2677393, 4.5689974). Frames beyond ``feat_lens`` hold the
+    normalised silence floor. :meth:`kaldi_options` is :class:`Fbank`'s (a runtime computing
+    features with kaldi-native-fbank applies the normalisation itself).
+
+    Args:
+        sample_rate: Hz.
+        num_mel_bins: F (128 for AST).
+        frame_length_ms, frame_shift_ms: window and hop.
+        window_type: ``hanning`` for AST.
+        norm_mean, norm_std: the dataset statistics of the log energies.
+
+    Example:
+        >>> fe = AstFbank()
+        >>> feats, feat_lens = fe(0.1 * torch.randn(1, 128000))
+        >>> tuple(feats.shape), feat_lens.tolist()
+        ((1, 798, 128), [798])
+    """
+
+    allow_empty_filters = True
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        num_mel_bins: int = 128,
+        frame_length_ms: float = 25.0,
+        frame_shift_ms: float = 10.0,
+        window_type: str = "hanning",
+        norm_mean: float = -4.2677393,
+        norm_std: float = 4.5689974,
+    ) -> None:
+        # torchaudio's kaldi.fbank leaves AST's lowest filters empty (log floor), so must we.
+        super().__init__(sample_rate=sample_rate, num_mel_bins=num_mel_bins, frame_length_ms=frame_length_ms,
+                         frame_shift_ms=frame_shift_ms, window_type=window_type)
+        self.norm_mean, self.norm_std = float(norm_mean), float(norm_std)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments: ``AstFbank(**fe.config())`` rebuilds it."""
+        keys = ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms", "window_type")
+        return {**{k: self._config[k] for k in keys}, "norm_mean": self.norm_mean, "norm_std": self.norm_std}
+
+    def forward(self, audio: Tensor, audio_lens: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """audio (B, S) in [-1, 1] -> normalised log fbank (B, T, F), feat_lens (B,)."""
+        feats, feat_lens = super().forward(audio, audio_lens)
+        return (feats - self.norm_mean) / (2.0 * self.norm_std), feat_lens

@@ -2,6 +2,7 @@
 
     speechkit tokenizer train MANIFEST... --vocab-size 500 --out bpe.model
     speechkit transcribe MODEL FILE... [--chunk-ms N] [--beam N]
+    speechkit transcribe AVSR_MODEL.onnx --video clip.mp4 [--landmarks clip.pkl]
     speechkit eval-asr --model MODEL --data LIBRISPEECH_SUBSET_DIR|MANIFEST [--chunk-ms N] [--beam N]
     speechkit eval-asr --model MODEL --set NAME=DIR|MANIFEST [--set ...] [--chunk-ms 0,640,320] [--out table.json]
     speechkit average-checkpoints CKPT... --out avg.ckpt  |  --last N DIR --out avg.ckpt
@@ -47,7 +48,12 @@ def _register_transcribe(subparsers) -> None:
     p = subparsers.add_parser("transcribe", help="transcribe audio files with an ASR model",
                               description="Print one line of text per audio file, in order.")
     p.add_argument("model", metavar="MODEL", help="ASR checkpoint (from speechkit fit / quickstart asr)")
-    p.add_argument("files", nargs="+", metavar="FILE", help="wav, flac or ogg files (any rate; mixed to mono)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="wav, flac or ogg files (any rate; mixed to mono)")
+    p.add_argument("--video", action="append", default=[], metavar="MP4",
+                   help="a video to transcribe; MODEL is then an audio-visual (avsr) .onnx from speechkit "
+                   "export; repeatable")
+    p.add_argument("--landmarks", default=None, help="with one --video: its 68-point landmark file (.pkl/.npz); "
+                   "default: the centre crop is the mouth region (synthetic videos)")
     _add_decoding_args(p)
     p.set_defaults(func=_run_transcribe)
 
@@ -163,12 +169,29 @@ def _run_tokenizer_train(args: argparse.Namespace) -> int:
 def _run_transcribe(args: argparse.Namespace) -> int:
     from speechkit.inference.asr import load_for_transcription, load_recognizer, transcribe
 
+    if args.video or not args.files:
+        return _run_transcribe_video(args)
     options = _decode_options(args)
     recognizer = load_recognizer(args.model)
     audios = [load_for_transcription(path, recognizer.sample_rate) for path in args.files]
     texts, _ = transcribe(recognizer, audios, options)
     for text in texts:
         print(text)
+    return 0
+
+
+def _run_transcribe_video(args: argparse.Namespace) -> int:
+    """``--video``: audio-visual models (speechkit.runtime.avsr); one line of text per video."""
+    from speechkit.data.corpora.lrs import load_video_inputs
+    from speechkit.errors import SpeechkitError
+    from speechkit.runtime.avsr import AvsrRecognizer
+
+    if not args.video or args.files:
+        raise SpeechkitError("give audio FILEs, or --video MP4 (an audio-visual model), not both or neither")
+    recognizer = AvsrRecognizer(args.model)
+    for path in args.video:
+        landmarks = args.landmarks if len(args.video) == 1 else None
+        print(recognizer.transcribe(*load_video_inputs(path, landmarks, roi_size=recognizer.roi_size)))
     return 0
 
 

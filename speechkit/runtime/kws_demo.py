@@ -24,8 +24,9 @@ from speechkit.plugins import Subcommand
 from speechkit.runtime.demo import StatusLine, add_input_arguments, level_meter, pump_input
 
 
-def add_detector_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of :class:`speechkit.runtime.kws.KeywordDetector` (``--model``, ``--threshold``, ...)."""
+def add_detector_arguments(p: argparse.ArgumentParser, enroll: bool = False) -> None:
+    """Options of :class:`speechkit.runtime.kws.KeywordDetector` (``--model``, ``--threshold``, ...);
+    ``enroll``: also ``--enroll`` (few-shot words, :mod:`speechkit.runtime.fewshot`)."""
     p.add_argument("--model", required=True, type=Path,
                    help="KWS .onnx from `speechkit export`: the fixed-window kws.onnx or the stateful kws_stream.onnx")
     p.add_argument("--threshold", default=None,
@@ -35,6 +36,16 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing", type=int, default=None, help="posterior moving average in evaluations (default 3)")
     p.add_argument("--refractory", type=float, default=None, help="seconds without detections after one (default: one clip)")
     p.add_argument("--vad", type=int, default=None, choices=[0, 1, 2, 3], help="gate with webrtcvad at this aggressiveness")
+    if enroll:
+        p.add_argument("--enroll", type=Path, nargs="+", default=None, metavar="FILE",
+                       help="few-shot KWS: prototype files of `speechkit enroll-keyword` (one word each); --model is "
+                       "then the embedding .onnx they were enrolled with")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="personal KWS: the user's profile from `speechkit enroll` (--model: its personal-kws .onnx)")
+    p.add_argument("--mode", choices=["tb", "to"], default="to",
+                   help="personal KWS: 'to' fires for the enrolled voice only, 'tb' for anyone (default to)")
+    p.add_argument("--verbose", action="store_true",
+                   help="personal KWS: also print detections suppressed by --mode to (\"suppressed\": true)")
 
 
 def parse_thresholds(text: str | None) -> float | dict[str, float] | None:
@@ -61,6 +72,17 @@ def detector_from_args(args: argparse.Namespace):
     """A :class:`~speechkit.runtime.kws.KeywordDetector` from the :func:`add_detector_arguments` options."""
     from speechkit.runtime.kws import KeywordDetector
 
+    if getattr(args, "enroll", None):  # few-shot: enrolled words over an embedding model
+        from speechkit.runtime.fewshot import enrolled_detector
+
+        return enrolled_detector(args.model, args.enroll, parse_thresholds(args.threshold), hop_ms=args.hop_ms,
+                                 smoothing=args.smoothing, refractory_s=args.refractory, vad=args.vad)
+    if getattr(args, "profile", None) is not None:  # personal KWS: the profile's keyword, speaker-checked
+        from speechkit.runtime.personal import PersonalKeywordDetector
+
+        return PersonalKeywordDetector(args.model, args.profile, mode=args.mode, verbose=args.verbose,
+                                       thresholds=parse_thresholds(args.threshold), hop_ms=args.hop_ms,
+                                       smoothing=args.smoothing, refractory_s=args.refractory, vad=args.vad)
     return KeywordDetector(
         args.model, parse_thresholds(args.threshold), hop_ms=args.hop_ms, smoothing=args.smoothing,
         refractory_s=args.refractory, vad=args.vad, call_ms=getattr(args, "call_ms", None),
@@ -69,7 +91,7 @@ def detector_from_args(args: argparse.Namespace):
 
 def add_kws_demo_arguments(p: argparse.ArgumentParser) -> None:
     """The ``demo kws`` options: the detector's, then the input's."""
-    add_detector_arguments(p)
+    add_detector_arguments(p, enroll=True)
     p.add_argument("--call-ms", type=float, default=None,
                    help="stateful *_stream.onnx only: least audio per model call (default 500); longer calls "
                    "cost less CPU and add latency, detections stay the same")

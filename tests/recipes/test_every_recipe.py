@@ -147,10 +147,23 @@ TINY_DATA = {
     "data/speech_commands_v2": "speech_commands_v2",
     "data/speech_commands_v2_35": "speech_commands_v2_35",
     "data/synth_sc_manifests": "synth_speech_commands",
+    "data/synth_pk_manifests": "synth_speech_commands",
+    "data/synth_pk_heldout_manifests": "synth_personal_heldout",
     "data/tau2020_mobile": "tau2020_mobile",
     "data/librispeech": "librispeech",
     "data/synth_commands/manifests": "librispeech",
     "data/synth_general/manifests": "librispeech",
+    "data/synth_ssl/manifests": "librispeech",
+    "data/icbhi": "icbhi",
+    "data/synth_icbhi_manifests": "synth_icbhi",
+    "data/synth_fewshot_sc_manifests": "fewshot_split",
+    "data/speech_commands_v2_fewshot": "fewshot_split",
+    "data/synth_libriword_manifests": "libriword",
+    "data/libriword": "libriword",
+    "data/synth_lrs3/manifests": "synth_lrs3",
+    "data/synth_lrs3/corpus/musan/noise": "synth_lrs3_noise",
+    "data/lrs3/manifests": "synth_lrs3",
+    "data/musan/noise": "synth_lrs3_noise",
 }
 
 
@@ -210,6 +223,42 @@ class TinyData:
     def _synth_speech_commands(self) -> Path:
         return self.request.getfixturevalue("tiny_kws_manifests")
 
+    def _synth_personal_heldout(self) -> Path:
+        """Speakers of the held-out voice families saying ``yes``/``no`` (personal KWS test speakers)."""
+        from speechkit.data.corpora import prepare_speech_commands
+        from speechkit.data.synth.speech_commands import synth_speech_commands
+
+        corpus = self.root / "synth_pk_heldout"
+        synth_speech_commands(corpus, words=["yes", "no"], unknown_words=["cat"], num_speakers=3, clips_per_word=2,
+                              seed=7, background_seconds=2.0, voice_pool="heldout", validation_percent=0.0)
+        out = self.root / "synth_pk_heldout_manifests"
+        prepare_speech_commands(corpus, out, keywords=["yes", "no"], num_jobs=1)
+        return out
+
+    def _fewshot_split(self) -> Path:
+        """splitGSC (``prepare speech-commands --split fewshot``) of tone words, 12 clips per class."""
+        from fakes import make_speech_commands
+
+        from speechkit.data.corpora import prepare_speech_commands
+        from speechkit.data.corpora.speech_commands import V2_WORDS
+
+        tree = make_speech_commands(self.root / "sc_fewshot", words=V2_WORDS, seconds=0.1, clips_per_speaker=4)
+        out = self.root / "sc_fewshot_manifests"
+        prepare_speech_commands(tree, out, split="fewshot", num_jobs=1)
+        return out
+
+    def _libriword(self) -> Path:
+        """A LibriWord-format folder (cuts_train + labels) of 6 tone words."""
+        from fakes import make_speech_commands
+
+        from speechkit.data.corpora import prepare_speech_commands
+
+        tree = make_speech_commands(self.root / "libriword_words", words=["alpha", "bravo", "delta", "echo", "golf",
+                                                                            "hotel"], seconds=0.1)
+        out = self.root / "libriword_manifests"
+        prepare_speech_commands(tree, out, classes="all", silence_ratio=0, num_jobs=1)
+        return out
+
     def _tau2020_mobile(self) -> Path:
         return self.request.getfixturevalue("tau_manifests")
 
@@ -222,6 +271,51 @@ class TinyData:
         out = self.root / "librispeech_manifests"
         prepare_librispeech(corpus, out, num_jobs=1)
         return out
+
+    def _ssl_teacher(self) -> Path:
+        """A tiny random HuBERT in fairseq's file layout (320 samples per frame, as every SSL student)."""
+        from speechkit.models.ssl import HubertConfig, HubertModel
+        from speechkit.models.ssl.checkpoints import fairseq_config, to_fairseq_state_dict
+
+        cfg = HubertConfig(conv_layers=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2, dim=32, num_layers=2,
+                           num_heads=4, ffn_dim=64, pos_conv_kernel=8, pos_conv_groups=4)
+        path = self.root / "hubert_tiny.pt"
+        torch.save({"model": to_fairseq_state_dict(HubertModel(cfg)), "cfg": {"model": fairseq_config(cfg)}}, path)
+        return path
+
+    def _icbhi(self, cycle_seconds: float = 8.0) -> Path:
+        """The synthetic ICBHI twin (4 patients), prepared with the recipe's cycle length."""
+        from speechkit.data.corpora.icbhi import prepare_icbhi
+        from speechkit.data.synth.respiratory import synth_icbhi
+
+        corpus = self.root / "icbhi"
+        if not corpus.exists():
+            synth_icbhi(corpus, num_patients=4, recordings_per_patient=1, cycles_per_recording=(3, 4),
+                        cycle_seconds=(1.2, 2.0), test_percent=50, seed=0)
+        out = self.root / f"icbhi_{cycle_seconds:g}s"
+        prepare_icbhi(corpus, out, cycle_seconds=cycle_seconds)
+        return out
+
+    def _synth_icbhi(self) -> Path:
+        return self._icbhi(cycle_seconds=2.0)
+
+    def _synth_lrs3_corpus(self) -> Path:
+        """The synthetic audio-visual corpus in the LRS3 layout (speech + rendered mouths, mp4)."""
+        from speechkit.data.synth.avsr import synth_lrs3
+
+        corpus = self.root / "synth_lrs3"
+        synth_lrs3(corpus, train_speakers=2, test_speakers=1, utterances_per_speaker=3, seed=0, noise_files=2)
+        return corpus
+
+    def _synth_lrs3(self) -> Path:
+        from speechkit.data.corpora.lrs import prepare_lrs
+
+        out = self.root / "synth_lrs3_manifests"
+        prepare_lrs(self.get("synth_lrs3_corpus"), out, "lrs3", valid_utterances=2)
+        return out
+
+    def _synth_lrs3_noise(self) -> Path:
+        return self.get("synth_lrs3_corpus") / "musan" / "noise"
 
     def _tokenizer(self) -> Path:
         from fakes import LIBRISPEECH_TEXTS
@@ -352,6 +446,24 @@ def check_asr(cli, tokenizer: Path) -> None:
     assert log_probs.shape == (1, int(lens[0]), vocab_size)
 
 
+def check_avsr(cli) -> None:
+    task = cli.model
+    assert task.ctc_head.proj.out_features == cli.datamodule.vocab_size and task.sample_rate == 16000
+    task.eval()
+    with torch.no_grad():
+        log_probs, lens = task.log_probs(torch.zeros(1, 6400), torch.tensor([6400]),
+                                         torch.zeros(1, 10, 88, 88, dtype=torch.uint8), torch.tensor([10]))
+    assert log_probs.shape == (1, 10, cli.datamodule.vocab_size) and lens.tolist() == [10]
+
+
+def check_personal(cli) -> None:
+    """Personal KWS: labels, keyword classes and training speakers linked from the data module."""
+    assert cli.model.labels == cli.datamodule.labels
+    assert cli.model.model.num_classes == len(cli.datamodule.labels)
+    assert cli.model.model.num_speakers == cli.datamodule.num_speakers >= 2
+    assert cli.model.clip_samples == cli.datamodule.clip_samples
+
+
 def _argv(values: dict[str, Any]) -> list[str]:
     argv = []
     for key, value in values.items():
@@ -381,14 +493,22 @@ def test_recipe_instantiates_and_runs_one_batch(run, tiny_data, tmp_path):
         values["model.init_args.teacher_checkpoint"] = str(tiny_data.teacher(run, values))
         _set(expected, "model.init_args.teacher_checkpoint", values["model.init_args.teacher_checkpoint"])
 
+    if ((expected.get("model") or {}).get("init_args") or {}).get("teacher_path"):  # SSL distillation
+        values["model.init_args.teacher_path"] = str(tiny_data.get("ssl_teacher"))
+        _set(expected, "model.init_args.teacher_path", values["model.init_args.teacher_path"])
+
     cli = run_lightning_cli([a for p in run for a in ("--config", str(p))] + _argv(values), run=False)
 
     # The parser kept every value the files set (last file wins), the test's overrides on top.
     assert_subset(expected, cli.config.as_dict(), "config")
     if isinstance(cli.model, ClassificationTask):
         check_classification(cli, Path(values["data.init_args.manifest_dir"]))
+    elif type(cli.model).__name__ == "AvsrTask":
+        check_avsr(cli)
     elif isinstance(cli.model, AsrCtcTask):
         check_asr(cli, Path(values["data.init_args.tokenizer_path"]))
+    elif type(cli.model).__name__ == "PersonalKwsTask":
+        check_personal(cli)
     # One training and one validation batch through the recipe's data, task, loss and optimizer.
     cli.model.train()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

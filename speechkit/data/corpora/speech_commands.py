@@ -60,6 +60,15 @@ TEST_LAYOUT = (
 )
 CLASS_CHOICES = ("12", "30", "35", "all")
 SPLITS = ("train", "valid", "test")
+#: splitGSC (few-shot KWS, ``--split fewshot``): 15 / 10 / 10 word classes of GSC v2. The
+#: D-ProtoNets paper's own class lists were not available to us; this fixed split keeps the ten
+#: command words for test (words a user would enrol), see docs/methods/fewshot_kws.md.
+FEWSHOT_SPLIT = {
+    "train": ("backward", "bed", "bird", "cat", "dog", "eight", "five", "follow", "forward", "four",
+              "happy", "house", "learn", "marvin", "nine"),
+    "valid": ("one", "seven", "sheila", "six", "three", "tree", "two", "visual", "wow", "zero"),
+    "test": KEYWORDS_12,
+}  # fmt: skip
 
 
 @dataclass
@@ -104,6 +113,8 @@ def prepare_speech_commands(
     unknown_ratio: float | None = None,
     seed: int = 0,
     num_jobs: int = 4,
+    split: str = "standard",
+    heldout_speakers: bool = False,
 ) -> str:
     """Write Speech Commands manifests to ``out_dir``; return a one-paragraph summary.
 
@@ -121,6 +132,12 @@ def prepare_speech_commands(
             ``_unknown_`` cuts per split (a seeded random subset); all are kept by default.
         seed: seed of silence offsets and unknown subsampling (the output is deterministic).
         num_jobs: threads for reading audio headers.
+        split: ``"standard"`` (the lists) or ``"fewshot"``: splitGSC, the classes of
+            :data:`FEWSHOT_SPLIT` (every clip of a class in its class's split; all other
+            options but ``heldout_speakers`` are ignored).
+        heldout_speakers: with ``split="fewshot"``, keep only the training speakers' clips of
+            the train classes, the ``validation_list.txt`` speakers' of the valid classes and the
+            ``testing_list.txt`` speakers' of the test classes (voices never heard in training).
 
     Raises:
         CorpusError: the folder does not have the expected layout, a list names a missing
@@ -128,6 +145,10 @@ def prepare_speech_commands(
         AudioError: an audio file is corrupt (the message names it).
     """
     corpus = scan_corpus(corpus_dir)
+    if split == "fewshot":
+        return _prepare_fewshot(corpus, out_dir, heldout_speakers, num_jobs)
+    if split != "standard":
+        raise CorpusError(f"split must be 'standard' or 'fewshot', got {split!r}")
     check_version(corpus, version)
     classes = str(classes).lower()
     setup = class_setup(corpus, classes, keywords, silence_ratio)
@@ -154,6 +175,29 @@ def prepare_speech_commands(
     summary = write_classification_corpus(out_dir, setup.labels, splits, noise=noise_cuts)
     version_text = f"Speech Commands v{corpus.version}" if corpus.version else "Speech Commands layout"
     return f"{version_text}, {len(corpus.words)} words, {len(noise)} noise files. {summary}"
+
+
+def _prepare_fewshot(corpus: Corpus, out_dir: str | os.PathLike, heldout_speakers: bool, num_jobs: int) -> str:
+    """splitGSC: one split per class group of :data:`FEWSHOT_SPLIT`; labels = the 35 words."""
+    missing = sorted(w for words in FEWSHOT_SPLIT.values() for w in words if w not in corpus.words)
+    if missing:
+        raise CorpusError(f"{corpus.root}: --split fewshot needs the 35 words of Speech Commands v2; "
+                          f"no folder for {', '.join(missing)}")
+    lists = split_files(corpus) if heldout_speakers else None
+    setup = ClassSetup([w for words in FEWSHOT_SPLIT.values() for w in words],
+                       [w for words in FEWSHOT_SPLIT.values() for w in words], has_unknown=False, has_silence=False)
+    splits = {}
+    for name, words in FEWSHOT_SPLIT.items():
+        paths = [p for w in words for p in corpus.words[w]]
+        if lists is not None:
+            keep = set(lists[name])
+            paths = [p for p in paths if p in keep]
+        splits[name] = _word_cuts(corpus.root, paths, setup, num_jobs)
+        if not splits[name]:
+            raise CorpusError(f"{corpus.root}: no {name} clips for the few-shot classes {', '.join(words)}")
+    summary = write_classification_corpus(out_dir, setup.labels, splits)
+    speakers = " (held-out speakers in valid/test)" if heldout_speakers else ""
+    return f"splitGSC few-shot split 15/10/10 classes{speakers}. {summary}"
 
 
 def scan_corpus(corpus_dir: str | os.PathLike) -> Corpus:
@@ -389,6 +433,10 @@ def _add_prepare_arguments(p) -> None:
     p.add_argument("--unknown-ratio", type=_non_negative, default=None,
                    help="keep at most ratio x mean keyword count _unknown_ clips per split (default: keep all)")
     p.add_argument("--seed", type=int, default=0, help="seed of silence offsets / unknown subsampling (default: 0)")
+    p.add_argument("--split", choices=("standard", "fewshot"), default="standard",
+                   help="fewshot: splitGSC, 15/10/10 word classes in train/valid/test for few-shot KWS")
+    p.add_argument("--heldout-speakers", action="store_true",
+                   help="with --split fewshot: valid/test classes only from the listed held-out speakers")
 
 
 def _prepare_from_args(args) -> int:
@@ -396,6 +444,7 @@ def _prepare_from_args(args) -> int:
         args.corpus_dir, args.out_dir, version=args.version, classes=args.classes,
         keywords=args.keywords, test_dir=args.test_dir, silence_ratio=args.silence_ratio,
         unknown_ratio=args.unknown_ratio, seed=args.seed, num_jobs=args.num_jobs,
+        split=args.split, heldout_speakers=args.heldout_speakers,
     ))
     return 0
 

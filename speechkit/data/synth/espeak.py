@@ -48,7 +48,8 @@ _POS_CHARACTER = 1
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
 _EE_OK = 0
 _BUFFER_MS = 200  # size of the blocks handed to the callback
-_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1  # espeak_EVENT_TYPE
+_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7  # espeak_EVENT_TYPE
+_INITIALIZE_PHONEME_EVENTS = 0x0001  # report phoneme events (mnemonics); the audio is unchanged
 
 #: Static variables of wavegen.c and klatt.c that carry state from one utterance to the next
 #: (see module docstring), restored to their start-up values before each utterance so that
@@ -111,6 +112,7 @@ class EspeakEngine:
         self._lock = threading.RLock()
         self._chunks: list[np.ndarray] = []
         self._words: list[tuple[int, int]] = []
+        self._phonemes: list[tuple[str, int]] = []
         self.library_path = espeakng_loader.get_library_path()
         self.data_path = espeakng_loader.get_data_path()
         try:
@@ -123,7 +125,8 @@ class EspeakEngine:
         _declare(lib)
         self._lib = lib
         rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, self.data_path.encode(), _INITIALIZE_DONT_EXIT
+            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, self.data_path.encode(),
+            _INITIALIZE_DONT_EXIT | _INITIALIZE_PHONEME_EVENTS,
         )
         if rate <= 0:
             raise SpeechkitError(
@@ -150,7 +153,8 @@ class EspeakEngine:
         volume: int = 100,
         seed: int = 0,
         return_words: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, list[tuple[int, int]]]:
+        return_phonemes: bool = False,
+    ) -> np.ndarray | tuple:
         """Synthesize ``text`` at the native rate.
 
         Args:
@@ -166,6 +170,10 @@ class EspeakEngine:
             nothing to say. With ``return_words``, ``(audio, events)``: for each word event
             ``(text position, sample)``, the 0-based character offset in ``text`` espeak-ng
             reports for the word and the native-rate sample where its sound starts.
+            With ``return_phonemes`` (after the word events if both are asked for), a list of
+            ``(phoneme mnemonic, sample)``: espeak-ng's phoneme events (its ASCII phoneme names,
+            e.g. ``"l"``, ``"E"``, ``"_:"`` for a pause) and the native-rate sample where each
+            phoneme starts.
 
         Raises:
             SpeechkitError: espeak-ng has no voice ``voice_name``.
@@ -189,17 +197,19 @@ class EspeakEngine:
             lib.espeak_SetParameter(_VOLUME, int(np.clip(volume, 0, 200)), 0)
             if self._has_rand_seed:
                 lib.espeak_ng_SetRandSeed(ctypes.c_long(int(seed) & 0x7FFFFFFF))
-            self._chunks, self._words = [], []
+            self._chunks, self._words, self._phonemes = [], [], []
             status = lib.espeak_Synth(
                 encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
             )
             lib.espeak_Synchronize()
             chunks, self._chunks = self._chunks, []
             words, self._words = self._words, []
+            phones, self._phonemes = self._phonemes, []
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}")
         audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-        return (audio, words) if return_words else audio
+        extras = ([words] if return_words else []) + ([phones] if return_phonemes else [])
+        return (audio, *extras) if extras else audio
 
     def _on_audio(self, wav, num_samples, events) -> int:
         # Called by espeak-ng, inside espeak_Synth, with blocks of int16 samples.
@@ -211,6 +221,9 @@ class EspeakEngine:
             while event[i].type != _EVENT_LIST_TERMINATED:
                 if event[i].type == _EVENT_WORD:
                     self._words.append((event[i].text_position - 1, event[i].sample))
+                elif event[i].type == _EVENT_PHONEME:
+                    name = event[i].id.split(b"\0", 1)[0].decode("ascii", "replace")
+                    self._phonemes.append((name, event[i].sample))
                 i += 1
         return 0  # 0: continue synthesis
 
@@ -406,6 +419,37 @@ def synthesize_with_words(
     if audio.size == 0:
         return audio, words
     return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0), words
+
+
+def synthesize_with_phonemes(
+    text: str, voice: Voice, sample_rate: int = 16000, seed: int = 0
+) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """:func:`synthesize`, plus when each phoneme starts (espeak-ng's phoneme events).
+
+    The audio is the same samples :func:`synthesize` returns. Phonemes are espeak-ng's ASCII
+    mnemonics (``"l"``, ``"'E"`` with its stress mark, ``"_:"`` a pause); times are seconds of
+    the returned audio (``speed_factor`` included). Visemes of the synthetic audio-visual corpus
+    follow them (:mod:`speechkit.data.synth.avsr`).
+
+    Example:
+        >>> from speechkit.data.synth.voices import Voice
+        >>> audio, phones = synthesize_with_phonemes("left", Voice("en-us"), seed=1)
+        >>> [p for p, _ in phones][:4], phones[1][1] > phones[0][1]
+        (['l', "'E", 'f', 't'], True)
+    """
+    from speechkit.audio import resample
+
+    engine = get_engine()
+    native, events = engine.synthesize_native(
+        text, voice.espeak_name, voice.rate_wpm, voice.pitch, voice.pitch_range, voice.volume, seed,
+        return_phonemes=True,
+    )
+    source_rate = round(engine.native_rate * voice.speed_factor)
+    phones = [(name, sample / source_rate) for name, sample in events if name]
+    audio = native.astype(np.float32) / 32768.0
+    if audio.size == 0:
+        return audio, phones
+    return np.clip(resample(audio, source_rate, sample_rate), -1.0, 1.0), phones
 
 
 def _word_samples(text: str, events: list[tuple[int, int]], native: np.ndarray) -> list[tuple[str, int, int]]:

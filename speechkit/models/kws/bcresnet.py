@@ -231,14 +231,9 @@ class BCResNet(nn.Module):
             self.stages.append(nn.Sequential(*blocks))
             self.stage_norms.append(ResNorm(resnorm_lambda) if resnorm else nn.Identity())
             in_ch = out_ch
-        self.classifier = nn.Sequential(
-            nn.Conv2d(in_ch, in_ch, 5, padding=(0, 2), groups=in_ch, bias=False),
-            nn.Conv2d(in_ch, 4 * c, 1, bias=False),
-            nn.BatchNorm2d(4 * c),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(4 * c, num_classes, 1),
-        )
+        #: Channels of the last stage's map (the input of the classifier's two convolutions).
+        self.encoder_channels = in_ch
+        self.classifier = nn.Sequential(*bcresnet_top_layers(in_ch, 4 * c), nn.Conv2d(4 * c, num_classes, 1))
 
     def forward(self, feats: Tensor) -> Tensor:
         """Classify a batch of clips.
@@ -260,6 +255,26 @@ class BCResNet(nn.Module):
             x = norm(stage(x))
             stages.append(x)
         return ClassifierFeatures(stages)
+
+
+def bcresnet_top_layers(in_channels: int, out_channels: int) -> list[nn.Module]:
+    """The classifier's last two convolution layers, pooled: depthwise 5x5 (no frequency padding),
+    1x1 to ``out_channels``, BN, ReLU, mean over (F, T).
+
+    ``BCResNet.classifier`` is these plus the final 1x1 logit conv. Split models (personalized
+    KWS: a shared encoder = ``extract_features(...).last``, then one copy of these per task
+    branch) build their branches from it.
+
+    Shape:
+        ``(B, in_channels, 5, T)`` -> ``(B, out_channels, 1, 1)``.
+    """
+    return [
+        nn.Conv2d(in_channels, in_channels, 5, padding=(0, 2), groups=in_channels, bias=False),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+    ]
 
 
 def bcresnet_layout(
