@@ -460,7 +460,7 @@ def check_personal(cli) -> None:
     """Personal KWS: labels, keyword classes and training speakers linked from the data module."""
     assert cli.model.labels == cli.datamodule.labels
     assert cli.model.model.num_classes == len(cli.datamodule.labels)
-    assert cli.model.model.num_speakers == cli.datamodule.num_speakers >= 2
+    assert cli.model.model.num_speakers == cli.datamodule.num_speakers >= 1  # the tiny GSC has one training speaker
     assert cli.model.clip_samples == cli.datamodule.clip_samples
 
 
@@ -471,8 +471,19 @@ def _argv(values: dict[str, Any]) -> list[str]:
     return argv
 
 
+#: Recipes whose model is the full-size GPU one (86 M-parameter AST on 8 s clips: ~1-2 min and
+#: ~9 GB per batch on a CPU): their one-batch run is in the slow set; the same code runs at the
+#: tiny preset through the synthetic recipe in the default set.
+HEAVY_RECIPES = ("icbhi/",)
+
+
+def _marked(run: tuple[Path, ...]):
+    heavy = str(run[0].relative_to(RECIPES)).startswith(HEAVY_RECIPES)
+    return pytest.param(run, marks=pytest.mark.slow) if heavy else run
+
+
 @pytest.mark.trains  # one optimizer step (asserts no output values)
-@pytest.mark.parametrize("run", RUNS, ids=_run_id)
+@pytest.mark.parametrize("run", [_marked(run) for run in RUNS], ids=_run_id)
 def test_recipe_instantiates_and_runs_one_batch(run, tiny_data, tmp_path):
     from speechkit.tasks.asr import AsrCtcTask
     from speechkit.tasks.classification import ClassificationTask

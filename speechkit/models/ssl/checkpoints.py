@@ -111,7 +111,13 @@ def _inverse(state: dict[str, Tensor], rules) -> dict[str, Tensor]:
 
 
 def to_fairseq_state_dict(model: HubertModel) -> dict[str, Tensor]:
-    """The model's weights under fairseq's key names (``weight_g/weight_v`` spelling)."""
+    """The model's weights under fairseq's key names (``weight_g/weight_v`` spelling).
+
+    >>> from speechkit.models.ssl.presets import hubert_preset
+    >>> state = to_fairseq_state_dict(HubertModel(hubert_preset("tiny_student")))
+    >>> "encoder.pos_conv.0.weight_g" in state, "feature_extractor.conv_layers.0.0.weight" in state
+    (True, True)
+    """
     return _inverse(model.state_dict(), FAIRSEQ_RULES)
 
 
