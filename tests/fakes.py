@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +144,15 @@ def write_transcribed_cuts(folder: Path, name: str, texts: list[str], seconds: l
         sup = SupervisionSegment(f"{name}-{i}", rec.id, 0.0, rec.duration, text=text, speaker=f"spk{i % 2}")
         cuts.append(MonoCut(f"{name}-{i}", 0.0, rec.duration, 0, recording=rec, supervisions=[sup]))
     return write_cuts(CutSet.from_cuts(cuts), folder / f"cuts_{name}.jsonl.gz")
+
+
+def run_cli(argv, monkeypatch) -> tuple[int, str, str]:
+    """``speechkit ARGV...`` in-process: ``(exit status, stdout, stderr)``."""
+    from speechkit.cli.main import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    status = main([str(a) for a in argv])
+    monkeypatch.undo()
+    return status, stdout.getvalue(), stderr.getvalue()

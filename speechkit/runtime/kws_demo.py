@@ -24,9 +24,11 @@ from speechkit.plugins import Subcommand
 from speechkit.runtime.demo import StatusLine, add_input_arguments, level_meter, pump_input
 
 
-def add_detector_arguments(p: argparse.ArgumentParser, enroll: bool = False) -> None:
+def add_detector_arguments(p: argparse.ArgumentParser, user_models: bool = False) -> None:
     """Options of :class:`speechkit.runtime.kws.KeywordDetector` (``--model``, ``--threshold``, ...);
-    ``enroll``: also ``--enroll`` (few-shot words, :mod:`speechkit.runtime.fewshot`)."""
+    ``user_models``: also the options of detectors built from a user's enrolment: ``--enroll``
+    (few-shot words, :mod:`speechkit.runtime.fewshot`) and ``--profile/--mode/--verbose``
+    (personal KWS, :mod:`speechkit.runtime.personal`). Only ``demo kws`` takes them."""
     p.add_argument("--model", required=True, type=Path,
                    help="KWS .onnx from `speechkit export`: the fixed-window kws.onnx or the stateful kws_stream.onnx")
     p.add_argument("--threshold", default=None,
@@ -36,10 +38,11 @@ def add_detector_arguments(p: argparse.ArgumentParser, enroll: bool = False) -> 
     p.add_argument("--smoothing", type=int, default=None, help="posterior moving average in evaluations (default 3)")
     p.add_argument("--refractory", type=float, default=None, help="seconds without detections after one (default: one clip)")
     p.add_argument("--vad", type=int, default=None, choices=[0, 1, 2, 3], help="gate with webrtcvad at this aggressiveness")
-    if enroll:
-        p.add_argument("--enroll", type=Path, nargs="+", default=None, metavar="FILE",
-                       help="few-shot KWS: prototype files of `speechkit enroll-keyword` (one word each); --model is "
-                       "then the embedding .onnx they were enrolled with")
+    if not user_models:
+        return
+    p.add_argument("--enroll", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="few-shot KWS: prototype files of `speechkit enroll-keyword` (one word each); --model is "
+                   "then the embedding .onnx they were enrolled with")
     p.add_argument("--profile", type=Path, default=None,
                    help="personal KWS: the user's profile from `speechkit enroll` (--model: its personal-kws .onnx)")
     p.add_argument("--mode", choices=["tb", "to"], default="to",
@@ -72,6 +75,8 @@ def detector_from_args(args: argparse.Namespace):
     """A :class:`~speechkit.runtime.kws.KeywordDetector` from the :func:`add_detector_arguments` options."""
     from speechkit.runtime.kws import KeywordDetector
 
+    if getattr(args, "enroll", None) and getattr(args, "profile", None) is not None:
+        raise SpeechkitError("--enroll and --profile need different models (a few-shot embedding, a personal KWS): give one")
     if getattr(args, "enroll", None):  # few-shot: enrolled words over an embedding model
         from speechkit.runtime.fewshot import enrolled_detector
 
@@ -91,7 +96,7 @@ def detector_from_args(args: argparse.Namespace):
 
 def add_kws_demo_arguments(p: argparse.ArgumentParser) -> None:
     """The ``demo kws`` options: the detector's, then the input's."""
-    add_detector_arguments(p, enroll=True)
+    add_detector_arguments(p, user_models=True)
     p.add_argument("--call-ms", type=float, default=None,
                    help="stateful *_stream.onnx only: least audio per model call (default 500); longer calls "
                    "cost less CPU and add latency, detections stay the same")

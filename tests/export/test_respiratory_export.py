@@ -3,30 +3,18 @@ and ``speechkit classify`` labels each annotated cycle or each window with the t
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from fakes import run_cli
 
 from speechkit.errors import ModelFileError
 from speechkit.runtime.respiratory import cycle_clips, read_annotations
 
 RATE = 16000
-
-
-def run_cli(argv, monkeypatch) -> tuple[int, str, str]:
-    from speechkit.cli.main import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    monkeypatch.setattr(sys, "stderr", stderr)
-    status = main([str(a) for a in argv])
-    monkeypatch.undo()
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -10,31 +10,18 @@ PyTorch on the same model, so they hold on every CPU.
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 import yaml
-from fakes import SCENES
+from fakes import SCENES, run_cli
 
 RATE = 44100
 CLIP_SECONDS = 0.25
 CLIP = int(RATE * CLIP_SECONDS)
-
-
-def run_cli(argv, monkeypatch) -> tuple[int, str, str]:
-    from speechkit.cli.main import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    monkeypatch.setattr(sys, "stderr", stderr)
-    status = main([str(a) for a in argv])
-    monkeypatch.undo()
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ the same model, so they hold whatever the barely trained model predicts.
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +17,11 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from fakes import run_cli
 
 import speechkit
 
 RECIPE = Path(speechkit.__file__).resolve().parent / "recipes" / "synthetic" / "kws" / "speech_embedding.yaml"
-
-
-def run_cli(argv, monkeypatch) -> tuple[int, str, str]:
-    from speechkit.cli.main import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    monkeypatch.setattr(sys, "stderr", stderr)
-    status = main([str(a) for a in argv])
-    monkeypatch.undo()
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")

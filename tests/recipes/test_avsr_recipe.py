@@ -3,12 +3,11 @@ losses) -> the loss fell -> checkpoint reload -> speechkit export -> speechkit t
 
 from __future__ import annotations
 
-import io
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from fakes import run_cli
 
 import speechkit
 
@@ -17,17 +16,6 @@ RECIPE = Path(speechkit.__file__).resolve().parent / "recipes" / "synthetic" / "
 TINY_MODEL = ["--model.init_args.encoder.init_args.dim", "48", "--model.init_args.encoder.init_args.num_layers", "2",
               "--model.init_args.encoder.init_args.visual_channels", "4", "--model.init_args.encoder.init_args.dropout",
               "0.0", "--model.init_args.encoder.init_args.modality_dropout", "0.0"]
-
-
-def run_cli(argv, monkeypatch) -> tuple[int, str, str]:
-    from speechkit.cli.main import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    monkeypatch.setattr(sys, "stderr", stderr)
-    status = main([str(a) for a in argv])
-    monkeypatch.undo()
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 def ctc_loss(task, datamodule) -> float:

@@ -3,28 +3,16 @@ checkpoint reload -> ``speechkit export --int8`` (ICBHI-score gate) -> ``speechk
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from fakes import run_cli
 
 import speechkit
 
 RECIPE = Path(speechkit.__file__).resolve().parent / "recipes" / "synthetic" / "respiratory"
-
-
-def run_cli(argv, monkeypatch) -> tuple[int, str, str]:
-    from speechkit.cli.main import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    monkeypatch.setattr(sys, "stderr", stderr)
-    status = main([str(a) for a in argv])
-    monkeypatch.undo()
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 def train_loss(task, datamodule) -> float:
